@@ -1,0 +1,60 @@
+//! `hybridq check`: one line per case, then `N passed, M failed`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use hybridq::check::{check_case, HybridReport};
+use hybridq::fixture::{case_name, collect_case_files, load};
+use hybridq::Result;
+
+/// Outcome of checking a set of files.
+pub struct Summary {
+    pub passed: usize,
+    pub failed: usize,
+    /// The reports of the cases that could be run.
+    pub reports: Vec<HybridReport>,
+}
+
+/// Checks every case under `paths`, printing one line per case when `print` is set.
+pub fn check_all(paths: &[PathBuf], print: bool) -> Result<Summary> {
+    let files = collect_case_files(paths)?;
+    let mut summary = Summary {
+        passed: 0,
+        failed: 0,
+        reports: Vec::new(),
+    };
+    for file in &files {
+        let name = case_name(file);
+        let line = match load(file).and_then(|case| check_case(&case)) {
+            Ok(report) => {
+                let ok = report.passed();
+                if ok {
+                    summary.passed += 1;
+                } else {
+                    summary.failed += 1;
+                }
+                let line = format!("{} {name}: {report}", if ok { "PASS" } else { "FAIL" });
+                summary.reports.push(report);
+                line
+            }
+            Err(e) => {
+                summary.failed += 1;
+                format!("FAIL {name}: {e}")
+            }
+        };
+        if print {
+            println!("{line}");
+        }
+    }
+    Ok(summary)
+}
+
+pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
+    let summary = check_all(paths, true)?;
+    println!("{} passed, {} failed", summary.passed, summary.failed);
+    Ok(if summary.failed == 0 && summary.passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

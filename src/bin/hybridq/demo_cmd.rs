@@ -1,0 +1,141 @@
+//! `hybridq demo`: a default layer, hybrid beside float, plus the fixtures.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use hybridq::stats::ErrorStats;
+use hybridq::{
+    Flavour, FloatLinear, Granularity, HybridConfig, HybridLinear, Linear, Result, Scratch,
+};
+use ndarray::{Array1, Array2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Median wall time of `f` in microseconds over enough runs to fill about 0.3 s.
+fn median_us(mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    f();
+    let once = start.elapsed().as_secs_f64().max(1e-7);
+    let runs = ((0.3 / once) as usize).clamp(5, 1000);
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode> {
+    let mut rng = StdRng::seed_from_u64(7);
+    let w = Array2::from_shape_fn((n, k), |_| {
+        rng.random_range(-1.0f32..1.0) / (k as f32).sqrt()
+    });
+    let bias = Array1::from_shape_fn(n, |_| rng.random_range(-0.1f32..0.1));
+    let x = Array2::from_shape_fn((batch, k), |_| rng.random_range(-3.0f32..3.0));
+
+    println!(
+        "hybridq demo: a {k} -> {n} dense layer, batch {batch}, random weights and inputs (seed 7)"
+    );
+    let float = FloatLinear::new(w.view(), Some(bias.view()), Default::default())?;
+    let reference = float.forward(x.view())?;
+    let mut out = Array2::<f32>::zeros((batch, n));
+    let mut scratch = Scratch::new();
+    let t_float = median_us(|| {
+        float
+            .forward_into(x.view(), out.view_mut(), &mut scratch)
+            .expect("valid shapes")
+    });
+    println!();
+    println!(
+        "{:<34} {:>12} {:>12} {:>10} {:>12}",
+        "layer", "max abs err", "max rel err", "SQNR dB", "median us"
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>10} {:>12.1}",
+        "float (f32)", "-", "-", "-", t_float
+    );
+    for (label, granularity, flavour, asym) in [
+        (
+            "hybrid per-channel asym tflite-x86",
+            Granularity::PerChannel,
+            Flavour::TfliteX86,
+            true,
+        ),
+        (
+            "hybrid per-channel sym tflite-x86",
+            Granularity::PerChannel,
+            Flavour::TfliteX86,
+            false,
+        ),
+        (
+            "hybrid per-tensor asym tflite-x86",
+            Granularity::PerTensor,
+            Flavour::TfliteX86,
+            true,
+        ),
+        (
+            "hybrid per-channel xnnpack",
+            Granularity::PerChannel,
+            Flavour::Xnnpack,
+            true,
+        ),
+    ] {
+        let config = HybridConfig {
+            asymmetric_inputs: asym,
+            flavour,
+            ..HybridConfig::default()
+        };
+        let layer = HybridLinear::from_f32(w.view(), Some(bias.view()), granularity, config)?;
+        let y = layer.forward(x.view())?;
+        let s = ErrorStats::compare(
+            reference.as_slice().expect("standard"),
+            y.as_slice().expect("standard"),
+        );
+        let t = median_us(|| {
+            layer
+                .forward_into(x.view(), out.view_mut(), &mut scratch)
+                .expect("valid shapes")
+        });
+        println!(
+            "{label:<34} {:>12.3e} {:>12.3e} {:>10.1} {:>12.1}",
+            s.max_abs, s.max_rel, s.sqnr_db, t
+        );
+    }
+    println!();
+    println!(
+        "weights: float {} bytes, int8 {} bytes",
+        4 * n * k,
+        n * k + 4 * n
+    );
+    println!();
+    if fixtures.is_dir() {
+        println!("fixtures made by TFLite 2.21 ({}):", fixtures.display());
+        let summary = crate::check_cmd::check_all(&[fixtures.to_path_buf()], false)?;
+        let worst = summary
+            .reports
+            .iter()
+            .map(|r| r.vs_float.max_abs)
+            .fold(0.0f64, f64::max);
+        let min_sqnr = summary
+            .reports
+            .iter()
+            .map(|r| r.vs_float.sqnr_db)
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "  bit-exact vs TFLite built-in and XNNPACK: {} passed, {} failed",
+            summary.passed, summary.failed
+        );
+        println!("  error vs TFLite float model: largest max_abs {worst:.3e}, lowest SQNR {min_sqnr:.1} dB");
+        if summary.failed > 0 {
+            return Ok(ExitCode::FAILURE);
+        }
+    } else {
+        println!("no fixture directory at {}: skipped", fixtures.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,63 @@
+//! `hybridq`: check golden cases, demonstrate and compare the hybrid layer.
+
+mod check_cmd;
+mod demo_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Hybrid int8 quantization engine: TensorFlow Lite's hybrid numerics, bit for bit.
+#[derive(Parser)]
+#[command(name = "hybridq", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check golden `.npz` cases (files or directories) bit for bit against TFLite's outputs.
+    Check {
+        /// Case files or directories (searched recursively for `.npz`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Quantize a default layer, run it beside the float layer and the shipped fixtures, and
+    /// print accuracy and timing side by side.
+    Demo {
+        /// Batch rows B.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Input features K.
+        #[arg(long, default_value_t = 1024)]
+        k: usize,
+        /// Output features N.
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        /// Fixture directory to check alongside (skipped when it does not exist).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))]
+        fixtures: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { paths } => check_cmd::run(&paths),
+        Command::Demo {
+            batch,
+            k,
+            n,
+            fixtures,
+        } => demo_cmd::run(batch, k, n, &fixtures),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hybridq: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The one error type of the crate.
+//!
+//! Every fallible public function returns [`Result`]. Bad input (wrong shapes, empty tensors,
+//! non-finite values, invalid scales, malformed files) is reported here and never panics.
+
+use std::path::PathBuf;
+
+/// Convenience alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in hybridq.
+///
+/// Each variant names the operation (`op`) and the offending values, so that the message alone
+/// says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Two shapes that must agree do not.
+    #[error("{op}: shape mismatch: expected {expected}, got {got}")]
+    ShapeMismatch {
+        /// The operation that checked the shapes.
+        op: &'static str,
+        /// What the operation needed.
+        expected: String,
+        /// What it was given.
+        got: String,
+    },
+
+    /// A dimension is zero where the operation cannot give it a meaning.
+    #[error("{op}: {what} must not be empty (got {got})")]
+    Empty {
+        /// The operation that checked the dimension.
+        op: &'static str,
+        /// Which dimension or tensor is empty.
+        what: &'static str,
+        /// The shape that was given.
+        got: String,
+    },
+
+    /// A NaN or an infinity where only finite values are allowed.
+    #[error("{op}: {what} holds a non-finite value ({value}) at flat index {index}")]
+    NonFinite {
+        /// The operation that found it.
+        op: &'static str,
+        /// Which tensor holds it.
+        what: &'static str,
+        /// Flat (row-major) index of the first non-finite element.
+        index: usize,
+        /// The value itself.
+        value: f32,
+    },
+
+    /// A quantization scale that is zero, negative, NaN or infinite.
+    #[error("{op}: scale {index} is {value}, but a scale must be finite and > 0")]
+    BadScale {
+        /// The operation that found it.
+        op: &'static str,
+        /// Index of the scale (output channel, or 0 for a per-tensor scale).
+        index: usize,
+        /// The scale.
+        value: f32,
+    },
+
+    /// A quantized value outside the range the representation allows.
+    #[error("{op}: {what} value {value} at flat index {index} is outside [{min}, {max}]")]
+    OutOfRange {
+        /// The operation that found it.
+        op: &'static str,
+        /// Which tensor holds it.
+        what: &'static str,
+        /// Flat index of the value.
+        index: usize,
+        /// The value.
+        value: i64,
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+
+    /// An option value that is not one of the known codes (for example an activation code).
+    #[error("{op}: unknown {what} code {code}")]
+    UnknownCode {
+        /// The operation that read the code.
+        op: &'static str,
+        /// What the code stands for.
+        what: &'static str,
+        /// The code.
+        code: i64,
+    },
+
+    /// A kernel was requested by name that this build or this CPU cannot run.
+    #[error("kernel `{name}` is not available on this CPU (available: {available})")]
+    KernelUnavailable {
+        /// The requested kernel name.
+        name: String,
+        /// Comma-separated names this CPU can run.
+        available: String,
+    },
+
+    /// An invalid argument that fits none of the kinds above.
+    #[error("{op}: {message}")]
+    InvalidArgument {
+        /// The operation that refused the argument.
+        op: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A file could not be read, or it is not a valid case or tensor file.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::ShapeMismatch`].
+    pub(crate) fn shape(
+        op: &'static str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Self {
+        Error::ShapeMismatch {
+            op,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidArgument`].
+    pub(crate) fn invalid(op: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            message: message.into(),
+        }
+    }
+}
+
+/// Returns the first non-finite value of `values` as an [`Error::NonFinite`].
+pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32]) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(index) => Err(Error::NonFinite {
+            op,
+            what,
+            index,
+            value: values[index],
+        }),
+    }
+}

@@ -1,0 +1,119 @@
+//! The full-float layer: the same API as [`HybridLinear`](super::HybridLinear), f32 weights.
+
+use ndarray::{ArrayView1, ArrayView2};
+
+use super::rows::check_rows;
+use super::{Linear, Scratch};
+use crate::activation::Activation;
+use crate::error::{check_finite, Error, Result};
+
+/// `y = act(bias + x W^T)` in f32, with `W` `[N, K]` as given (no quantization).
+///
+/// Inputs follow IEEE arithmetic: a NaN in a row propagates to that row's outputs (before the
+/// activation clamps it, as TFLite's float kernel does).
+#[derive(Clone, Debug)]
+pub struct FloatLinear {
+    weights: Vec<f32>,
+    n: usize,
+    k: usize,
+    bias: Option<Vec<f32>>,
+    activation: Activation,
+}
+
+impl FloatLinear {
+    /// Builds the layer from weights `[N, K]`, an optional bias of length N and an activation.
+    ///
+    /// Errors: N = 0, a bias of the wrong length, or non-finite weights or bias.
+    pub fn new(
+        weights: ArrayView2<'_, f32>,
+        bias: Option<ArrayView1<'_, f32>>,
+        activation: Activation,
+    ) -> Result<Self> {
+        const OP: &str = "FloatLinear::new";
+        let (n, k) = weights.dim();
+        if n == 0 {
+            return Err(Error::Empty {
+                op: OP,
+                what: "output channels N",
+                got: format!("[{n}, {k}]"),
+            });
+        }
+        let weights: Vec<f32> = weights.iter().copied().collect();
+        check_finite(OP, "weights", &weights)?;
+        let bias = match bias {
+            None => None,
+            Some(b) if b.len() != n => {
+                return Err(Error::shape(
+                    OP,
+                    format!("bias of length N = {n}"),
+                    format!("length {}", b.len()),
+                ))
+            }
+            Some(b) => {
+                let b = b.to_vec();
+                check_finite(OP, "bias", &b)?;
+                Some(b)
+            }
+        };
+        Ok(Self {
+            weights,
+            n,
+            k,
+            bias,
+            activation,
+        })
+    }
+
+    /// The weights, `[N, K]`.
+    pub fn weights(&self) -> ArrayView2<'_, f32> {
+        ArrayView2::from_shape((self.n, self.k), &self.weights).expect("n * k weights")
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+}
+
+impl Linear for FloatLinear {
+    fn in_features(&self) -> usize {
+        self.k
+    }
+
+    fn out_features(&self) -> usize {
+        self.n
+    }
+
+    fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    fn forward_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        _scratch: &mut Scratch,
+    ) -> Result<()> {
+        let (k, n) = (self.k, self.n);
+        check_rows("FloatLinear::forward_rows", x, rows, k, out, n)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            out.fill(0.0);
+            return Ok(());
+        }
+        crate::kernels::float::sgemm_xwt(rows, k, n, x, &self.weights, out);
+        for out_row in out.chunks_exact_mut(n) {
+            for (j, o) in out_row.iter_mut().enumerate() {
+                let v = match &self.bias {
+                    Some(b) => *o + b[j],
+                    None => *o,
+                };
+                *o = self.activation.apply(v);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! The hybrid fully-connected layer: int8 weights, f32 inputs quantized per row at run time,
+//! i32 accumulation, f32 output. TFLite's `EvalHybridDense`, bit for bit.
+
+use ndarray::{ArrayView1, ArrayView2};
+
+use super::epilogue;
+use super::rows::check_rows;
+use super::scratch::grow;
+use super::{Linear, Scratch};
+use crate::activation::Activation;
+use crate::error::{Error, Result};
+use crate::flavour::Flavour;
+use crate::kernels::scalar;
+use crate::quantize::inputs::{quantize_row, RowParams};
+use crate::quantize::weights::{Granularity, QuantizedWeights};
+
+/// What to do with NaN or infinite input values (TFLite's behaviour is undefined there).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NonFinitePolicy {
+    /// Refuse the call with [`Error::NonFinite`] before any output is written (default).
+    #[default]
+    Error,
+    /// Compute every finite row normally; every output of a row that holds a NaN or an
+    /// infinity is NaN (the activation is not applied to it).
+    Propagate,
+}
+
+/// Options of a [`HybridLinear`].
+///
+/// ```
+/// use hybridq::{Activation, Flavour, HybridConfig};
+/// let c = HybridConfig { activation: Activation::Relu, ..HybridConfig::default() };
+/// assert!(c.asymmetric_inputs);
+/// assert_eq!(c.flavour, Flavour::TfliteX86);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HybridConfig {
+    /// Quantize inputs with a per-row zero point (TFLite's `asymmetric_quantize_inputs`, which
+    /// the converter turns on). Ignored by [`Flavour::Xnnpack`], which is always asymmetric.
+    pub asymmetric_inputs: bool,
+    /// Fused activation on the float output.
+    pub activation: Activation,
+    /// Which numerics to reproduce.
+    pub flavour: Flavour,
+    /// NaN and infinity handling for inputs.
+    pub non_finite: NonFinitePolicy,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        Self {
+            asymmetric_inputs: true,
+            activation: Activation::None,
+            flavour: Flavour::TfliteX86,
+            non_finite: NonFinitePolicy::Error,
+        }
+    }
+}
+
+/// A fully-connected layer with symmetric int8 weights and f32 inputs and outputs: TFLite's
+/// hybrid (dynamic-range) `FULLY_CONNECTED`.
+///
+/// For each input row b: quantize the row to int8 with its own scale `sf[b]` and zero point
+/// `zp[b]`; for each output channel n, `acc = sum_k q_w[n][k] * q_x[b][k] - row_sum[n] * zp[b]`
+/// (exact); then `y = act(bias[n] + acc * f32(sf[b] * w_scale[n]))` in the flavour's float
+/// order.
+///
+/// **Exactness of the accumulator.** hybridq computes `acc` exactly for every K up to
+/// [`MAX_DEPTH`](crate::quantize::weights::MAX_DEPTH) (i32 partial sums combined in i64). TFLite
+/// wraps in i32; the two agree whenever TFLite's i32 does not overflow, which is guaranteed
+/// for `K <= 65_793` (`65_793 * 128 * 255 < 2^31`).
+///
+/// **Batch composition.** Row b's output depends on row b alone, with one exception inherited
+/// from TFLite's flavours: when the *whole* input is zero, TFLite skips the product and
+/// returns `act(bias)`, which differs from a zero row in a non-zero batch only in the sign of a
+/// `-0.0` bias (`-0.0 + 0.0 = +0.0`).
+#[derive(Clone, Debug)]
+pub struct HybridLinear {
+    weights: QuantizedWeights,
+    bias: Option<Vec<f32>>,
+    config: HybridConfig,
+}
+
+impl HybridLinear {
+    /// Builds the layer from quantized weights and an optional f32 bias of length N.
+    ///
+    /// Errors: a bias of the wrong length or with non-finite values.
+    pub fn new(
+        weights: QuantizedWeights,
+        bias: Option<ArrayView1<'_, f32>>,
+        config: HybridConfig,
+    ) -> Result<Self> {
+        const OP: &str = "HybridLinear::new";
+        let bias = match bias {
+            None => None,
+            Some(b) => {
+                if b.len() != weights.n() {
+                    return Err(Error::shape(
+                        OP,
+                        format!("bias of length N = {}", weights.n()),
+                        format!("length {}", b.len()),
+                    ));
+                }
+                let b = b.to_vec();
+                crate::error::check_finite(OP, "bias", &b)?;
+                Some(b)
+            }
+        };
+        Ok(Self {
+            weights,
+            bias,
+            config,
+        })
+    }
+
+    /// Quantizes float weights `[N, K]` as TFLite's converter does and builds the layer.
+    pub fn from_f32(
+        weights: ArrayView2<'_, f32>,
+        bias: Option<ArrayView1<'_, f32>>,
+        granularity: Granularity,
+        config: HybridConfig,
+    ) -> Result<Self> {
+        Self::new(
+            QuantizedWeights::quantize(weights, granularity)?,
+            bias,
+            config,
+        )
+    }
+
+    /// The quantized weights.
+    pub fn weights(&self) -> &QuantizedWeights {
+        &self.weights
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&[f32]> {
+        self.bias.as_deref()
+    }
+
+    /// The layer's options.
+    pub fn config(&self) -> &HybridConfig {
+        &self.config
+    }
+
+    /// The same layer with other options (weights are shared by cloning).
+    pub fn with_config(&self, config: HybridConfig) -> Self {
+        Self {
+            config,
+            ..self.clone()
+        }
+    }
+
+    /// Quantizes `rows` rows of `x` into the scratch and returns whether the whole input is zero.
+    fn quantize_inputs(&self, x: &[f32], rows: usize, scratch: &mut Scratch) -> Result<bool> {
+        let k = self.weights.k();
+        // Validate everything before any output is written.
+        grow(&mut scratch.row_is_finite, rows, true);
+        for (b, row) in x.chunks_exact(k).enumerate() {
+            let bad = row.iter().position(|v| !v.is_finite());
+            if let (Some(i), NonFinitePolicy::Error) = (bad, self.config.non_finite) {
+                return Err(Error::NonFinite {
+                    op: "HybridLinear::forward",
+                    what: "input",
+                    index: b * k + i,
+                    value: row[i],
+                });
+            }
+            scratch.row_is_finite[b] = bad.is_none();
+        }
+        let all_zero = x.iter().all(|&v| v == 0.0);
+        if all_zero && self.config.flavour != Flavour::Xnnpack {
+            return Ok(true);
+        }
+        grow(&mut scratch.quantized, rows * k, 0);
+        grow(&mut scratch.params, rows, RowParams::ZERO_ROW);
+        for (b, (row, q)) in x
+            .chunks_exact(k)
+            .zip(scratch.quantized.chunks_exact_mut(k))
+            .enumerate()
+        {
+            scratch.params[b] = if scratch.row_is_finite[b] {
+                quantize_row(self.config.flavour, self.config.asymmetric_inputs, row, q)
+            } else {
+                RowParams::ZERO_ROW
+            };
+        }
+        Ok(false)
+    }
+}
+
+impl Linear for HybridLinear {
+    fn in_features(&self) -> usize {
+        self.weights.k()
+    }
+
+    fn out_features(&self) -> usize {
+        self.weights.n()
+    }
+
+    fn activation(&self) -> Activation {
+        self.config.activation
+    }
+
+    fn forward_rows(
+        &self,
+        x: &[f32],
+        rows: usize,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let (k, n) = (self.weights.k(), self.weights.n());
+        check_rows("HybridLinear::forward_rows", x, rows, k, out, n)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            // TFLite fills the output with zeros: no bias, no activation.
+            out.fill(0.0);
+            return Ok(());
+        }
+        let act = self.config.activation;
+        let init = |j: usize| self.bias.as_ref().map_or(0.0, |b| b[j]);
+        if self.quantize_inputs(x, rows, scratch)? {
+            for out_row in out.chunks_exact_mut(n) {
+                for (j, o) in out_row.iter_mut().enumerate() {
+                    *o = act.apply(init(j));
+                }
+            }
+            return Ok(());
+        }
+        let w = self.weights.values();
+        let w = w.as_slice().expect("weights are stored in standard layout");
+        let row_sums = self.weights.row_sums();
+        let xnnpack = self.config.flavour == Flavour::Xnnpack;
+        for (b, out_row) in out.chunks_exact_mut(n).enumerate() {
+            if !scratch.row_is_finite[b] {
+                out_row.fill(f32::NAN);
+                continue;
+            }
+            let q = &scratch.quantized[b * k..(b + 1) * k];
+            let p = scratch.params[b];
+            for (j, o) in out_row.iter_mut().enumerate() {
+                let dot = scalar::dot_i8(&w[j * k..(j + 1) * k], q);
+                let acc = dot - row_sums[j] as i64 * p.zero_point as i64;
+                let ws = self.weights.scale(j);
+                let y = if xnnpack {
+                    epilogue::xnnpack(acc, p.scale, ws, init(j))
+                } else {
+                    epilogue::tflite(acc, p.scale, ws, init(j))
+                };
+                *o = act.apply(y);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! The ndarray boundary: `[..., K]` views in, `[..., N]` out, flattened to rows.
+
+use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, IxDyn};
+
+use super::scratch::grow;
+use super::{Linear, Scratch};
+use crate::error::{Error, Result};
+
+/// Checks `x` is `[..., K]` and returns the number of rows and the output shape `[..., N]`.
+fn output_shape<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: &ArrayView<'_, f32, D>,
+) -> Result<(usize, Vec<usize>)> {
+    const OP: &str = "Linear::forward";
+    let shape = x.shape();
+    let k = layer.in_features();
+    match shape.last() {
+        None => Err(Error::shape(
+            OP,
+            format!("an input of rank >= 1 with last dimension {k}"),
+            "a 0-d input",
+        )),
+        Some(&last) if last != k => Err(Error::shape(
+            OP,
+            format!("[..., {k}]"),
+            format!("{shape:?}"),
+        )),
+        Some(_) => {
+            let rows = shape[..shape.len() - 1].iter().product();
+            let mut out = shape.to_vec();
+            *out.last_mut().expect("rank >= 1") = layer.out_features();
+            Ok((rows, out))
+        }
+    }
+}
+
+pub(super) fn forward_alloc<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: ArrayView<'_, f32, D>,
+    scratch: &mut Scratch,
+) -> Result<Array<f32, D>> {
+    let (rows, out_shape) = output_shape(layer, &x)?;
+    let mut out = vec![0.0f32; rows * layer.out_features()];
+    match x.as_slice() {
+        Some(flat) => layer.forward_rows(flat, rows, &mut out, scratch)?,
+        None => {
+            let flat: Vec<f32> = x.iter().copied().collect();
+            layer.forward_rows(&flat, rows, &mut out, scratch)?
+        }
+    }
+    let out = Array::from_shape_vec(IxDyn(&out_shape), out).expect("rows * N values");
+    Ok(out
+        .into_dimensionality::<D>()
+        .expect("same rank as the input"))
+}
+
+pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: ArrayView<'_, f32, D>,
+    mut out: ArrayViewMut<'_, f32, D>,
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let (rows, out_shape) = output_shape(layer, &x)?;
+    if out.shape() != out_shape.as_slice() {
+        return Err(Error::shape(
+            "Linear::forward_into",
+            format!("output {out_shape:?}"),
+            format!("output {:?}", out.shape()),
+        ));
+    }
+    // Stage non-standard-layout views through the scratch (taken out to keep borrows simple).
+    let mut staged_in = std::mem::take(&mut scratch.input);
+    let mut staged_out = std::mem::take(&mut scratch.output);
+    let result = (|| {
+        let flat_in: &[f32] = match x.as_slice() {
+            Some(flat) => flat,
+            None => {
+                grow(&mut staged_in, x.len(), 0.0);
+                for (dst, &src) in staged_in.iter_mut().zip(x.iter()) {
+                    *dst = src;
+                }
+                &staged_in[..x.len()]
+            }
+        };
+        match out.as_slice_mut() {
+            Some(flat_out) => layer.forward_rows(flat_in, rows, flat_out, scratch),
+            None => {
+                let len = out.len();
+                grow(&mut staged_out, len, 0.0);
+                layer.forward_rows(flat_in, rows, &mut staged_out[..len], scratch)?;
+                for (dst, &src) in out.iter_mut().zip(&staged_out[..len]) {
+                    *dst = src;
+                }
+                Ok(())
+            }
+        }
+    })();
+    scratch.input = staged_in;
+    scratch.output = staged_out;
+    result
+}
+
+/// Checks the flat slice lengths handed to `forward_rows`.
+pub(super) fn check_rows(
+    op: &'static str,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    out: &[f32],
+    n: usize,
+) -> Result<()> {
+    if x.len() != rows * k {
+        return Err(Error::shape(
+            op,
+            format!("{rows} x {k} = {} inputs", rows * k),
+            format!("{}", x.len()),
+        ));
+    }
+    if out.len() != rows * n {
+        return Err(Error::shape(
+            op,
+            format!("{rows} x {n} = {} outputs", rows * n),
+            format!("{}", out.len()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! Run-time input quantization: each row of K floats gets its own scale and zero point.
+//!
+//! These functions are the scalar reference of numerics.md sections 2 and 4. The SIMD kernels
+//! in [`crate::kernels`] reproduce them bit for bit.
+
+use crate::flavour::Flavour;
+use crate::quantize::rounding::{round_away, round_half_up_trunc, round_ties_even, to_i32};
+
+/// The quantization parameters of one input row: `x ~= scale * (q - zero_point)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RowParams {
+    /// The row's scale (`sf` in TFLite, the dequantization scale `1/m` in XNNPACK).
+    pub scale: f32,
+    /// The row's zero point, in `[-128, 127]` (0 for symmetric rows).
+    pub zero_point: i32,
+}
+
+impl RowParams {
+    /// The parameters of a row that quantizes to all zeros.
+    pub const ZERO_ROW: RowParams = RowParams {
+        scale: 1.0,
+        zero_point: 0,
+    };
+}
+
+/// Quantizes one finite row into `q` (same length) in the given flavour.
+///
+/// `asymmetric` selects TFLite's `asymmetric_quantize_inputs`; the XNNPACK flavour is always
+/// asymmetric and ignores it. The row must hold only finite values (the layer checks this
+/// first); with a NaN the result is unspecified but memory-safe.
+///
+/// ```
+/// use hybridq::quantize::inputs::quantize_row;
+/// use hybridq::Flavour;
+///
+/// let row = [127.0f32, 0.49999997, -0.5, 2.5];
+/// let mut q = [0i8; 4];
+/// let p = quantize_row(Flavour::TfliteX86, false, &row, &mut q);
+/// assert_eq!((p.scale, p.zero_point), (1.0, 0));
+/// assert_eq!(q, [127, 0, -1, 3]); // K = 4 < 8: every element is in the ties-away tail
+/// ```
+///
+/// # Panics
+/// If `q.len() != row.len()`.
+pub fn quantize_row(flavour: Flavour, asymmetric: bool, row: &[f32], q: &mut [i8]) -> RowParams {
+    assert_eq!(
+        row.len(),
+        q.len(),
+        "quantize_row: row and output lengths differ"
+    );
+    let vec_end = row.len() / 8 * 8;
+    match (flavour, asymmetric) {
+        (Flavour::Xnnpack, _) => xnnpack_asymmetric(row, q),
+        (Flavour::TfliteX86, false) => symmetric(row, q, |i, y| {
+            if i < vec_end {
+                round_half_up_trunc(y)
+            } else {
+                round_away(y)
+            }
+        }),
+        (Flavour::TfliteArm64 | Flavour::TflitePortable, false) => {
+            symmetric(row, q, |_, y| round_away(y))
+        }
+        (Flavour::TfliteX86, true) => neon_asymmetric(row, q, |i, y| {
+            if i < vec_end {
+                round_half_up_trunc(y)
+            } else {
+                round_away(y)
+            }
+        }),
+        (Flavour::TfliteArm64, true) => neon_asymmetric(row, q, |_, y| round_away(y)),
+        (Flavour::TflitePortable, true) => portable_asymmetric(row, q),
+    }
+}
+
+/// `(min(0, min(row)), max(0, max(row)))` in f32.
+#[inline]
+pub(crate) fn range_with_zero(row: &[f32]) -> (f32, f32) {
+    row.iter()
+        .fold((0.0f32, 0.0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)))
+}
+
+/// Symmetric per-row quantization (numerics.md 2.1): `q = clamp(R(x * inv), -127, 127)`.
+fn symmetric(row: &[f32], q: &mut [i8], round: impl Fn(usize, f32) -> f32) -> RowParams {
+    let range = row.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
+    if range == 0.0 {
+        q.fill(0);
+        return RowParams::ZERO_ROW;
+    }
+    let scale = range / 127.0;
+    let inv = 127.0 / range;
+    for (i, (qv, &x)) in q.iter_mut().zip(row).enumerate() {
+        *qv = to_i32(round(i, x * inv)).clamp(-127, 127) as i8;
+    }
+    RowParams {
+        scale,
+        zero_point: 0,
+    }
+}
+
+/// TFLite's zero-point choice (numerics.md 2.2 steps 3-4), in f64.
+pub(crate) fn tflite_zero_point(rmin: f64, rmax: f64, scale: f64) -> i32 {
+    let zmin = -128.0 - rmin / scale;
+    let zmax = 127.0 - rmax / scale;
+    let emin = 128.0 + (rmin / scale).abs();
+    let emax = 127.0 + (rmax / scale).abs();
+    let zpd = if emin < emax { zmin } else { zmax };
+    if zpd <= -128.0 {
+        -128
+    } else if zpd >= 127.0 {
+        127
+    } else {
+        zpd.round() as i32
+    }
+}
+
+/// NEON asymmetric quantization (x86 and ARM64 builds): range subtraction in f32, zero point
+/// added after rounding.
+fn neon_asymmetric(row: &[f32], q: &mut [i8], round: impl Fn(usize, f32) -> f32) -> RowParams {
+    let (rmin, rmax) = range_with_zero(row);
+    if rmin == rmax {
+        q.fill(0);
+        return RowParams::ZERO_ROW;
+    }
+    let scale = (rmax - rmin) as f64 / 255.0;
+    let zero_point = tflite_zero_point(rmin as f64, rmax as f64, scale);
+    let sf = scale as f32;
+    let inv = 1.0f32 / sf;
+    for (i, (qv, &x)) in q.iter_mut().zip(row).enumerate() {
+        *qv = (to_i32(round(i, x * inv)) + zero_point).clamp(-128, 127) as i8;
+    }
+    RowParams {
+        scale: sf,
+        zero_point,
+    }
+}
+
+/// Portable C++ asymmetric quantization: range subtraction in f64, zero point added in f32
+/// before rounding.
+fn portable_asymmetric(row: &[f32], q: &mut [i8]) -> RowParams {
+    let (rmin, rmax) = range_with_zero(row);
+    let (rmin, rmax) = (rmin as f64, rmax as f64);
+    if rmin == rmax {
+        q.fill(0);
+        return RowParams::ZERO_ROW;
+    }
+    let scale = (rmax - rmin) / 255.0;
+    let zero_point = tflite_zero_point(rmin, rmax, scale);
+    let sf = scale as f32;
+    let inv = 1.0f32 / sf;
+    let zpf = zero_point as f32;
+    for (qv, &x) in q.iter_mut().zip(row) {
+        *qv = to_i32(round_away(zpf + x * inv)).clamp(-128, 127) as i8;
+    }
+    RowParams {
+        scale: sf,
+        zero_point,
+    }
+}
+
+/// XNNPACK's per-row quantization parameters (numerics.md section 4): the quantization
+/// multiplier `m` and the zero point.
+#[inline]
+pub(crate) fn xnnpack_params(rmin: f32, rmax: f32) -> (f32, i32) {
+    let m = if rmin == rmax {
+        1.0f32
+    } else {
+        255.0f32 / (rmax - rmin)
+    };
+    let dmin = rmin * m;
+    let dmax = rmax * m;
+    let zpf = if (-128.0f32 + dmin) + (127.0f32 + dmax) > 0.0 {
+        -128.0f32 - dmin
+    } else {
+        127.0f32 - dmax
+    };
+    let zero_point = round_ties_even(zpf.clamp(-128.0, 127.0)) as i32;
+    (m, zero_point)
+}
+
+/// XNNPACK's `f32 -> qd8` conversion: ties to even, zero point added after rounding.
+fn xnnpack_asymmetric(row: &[f32], q: &mut [i8]) -> RowParams {
+    let (rmin, rmax) = range_with_zero(row);
+    let (m, zero_point) = xnnpack_params(rmin, rmax);
+    for (qv, &x) in q.iter_mut().zip(row) {
+        *qv = (to_i32(round_ties_even(x * m)) + zero_point).clamp(-128, 127) as i8;
+    }
+    RowParams {
+        scale: 1.0f32 / m,
+        zero_point,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(flavour: Flavour, asym: bool, row: &[f32]) -> (Vec<i8>, RowParams) {
+        let mut out = vec![0i8; row.len()];
+        let p = quantize_row(flavour, asym, row, &mut out);
+        (out, p)
+    }
+
+    /// A row of 9: eight vector elements and a one-element tail, with range exactly 127.
+    fn tie_row(v: f32) -> Vec<f32> {
+        vec![127.0, v, -v, 0.0, 0.0, 0.0, 0.0, 0.0, v]
+    }
+
+    #[test]
+    fn x86_symmetric_rounds_vector_part_half_up_and_tail_away() {
+        let (out, p) = q(Flavour::TfliteX86, false, &tie_row(0.49999997));
+        assert_eq!(
+            p,
+            RowParams {
+                scale: 1.0,
+                zero_point: 0
+            }
+        );
+        assert_eq!(out, vec![127, 1, -1, 0, 0, 0, 0, 0, 0]);
+        let (out, _) = q(Flavour::TfliteArm64, false, &tie_row(0.49999997));
+        assert_eq!(out, vec![127, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let (out, _) = q(Flavour::TfliteX86, false, &tie_row(0.5));
+        assert_eq!(out, vec![127, 1, -1, 0, 0, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn symmetric_uses_separate_reciprocal() {
+        // range = 3: sf = f32(3/127) and inv = f32(127/3), not 1/sf.
+        let row = [3.0f32, 1.0, -2.0];
+        let (out, p) = q(Flavour::TflitePortable, false, &row);
+        assert_eq!(p.scale, 3.0f32 / 127.0);
+        let inv = 127.0f32 / 3.0;
+        assert_eq!(
+            out,
+            vec![127, round_away(inv) as i8, round_away(-2.0 * inv) as i8]
+        );
+    }
+
+    #[test]
+    fn zero_rows() {
+        for f in Flavour::ALL {
+            for asym in [false, true] {
+                let (out, p) = q(f, asym, &[0.0, -0.0, 0.0]);
+                assert_eq!(out, vec![0, 0, 0]);
+                assert_eq!(p.scale, 1.0, "{f} {asym}");
+                if f != Flavour::Xnnpack {
+                    assert_eq!(p.zero_point, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn asymmetric_unit_scale_and_zero_point() {
+        // min -128, max 127: range 255, scale 1, zero point 0.
+        let row = [-128.0f32, 127.0, 0.5, -0.5, 1.5];
+        for f in [Flavour::TfliteArm64, Flavour::TflitePortable] {
+            let (out, p) = q(f, true, &row);
+            assert_eq!(
+                p,
+                RowParams {
+                    scale: 1.0,
+                    zero_point: 0
+                }
+            );
+            assert_eq!(out, vec![-128, 127, 1, -1, 2]);
+        }
+        let (out, p) = q(Flavour::Xnnpack, true, &row);
+        assert_eq!(
+            p,
+            RowParams {
+                scale: 1.0,
+                zero_point: 0
+            }
+        );
+        assert_eq!(out, vec![-128, 127, 0, 0, 2]);
+    }
+
+    #[test]
+    fn all_positive_row_pins_zero_point_low() {
+        let row = [1.0f32, 2.0, 3.0];
+        let (out, p) = q(Flavour::TfliteX86, true, &row);
+        assert_eq!(p.zero_point, -128);
+        assert_eq!(out[2], 127);
+        let row = [-1.0f32, -2.0, -3.0];
+        let (out, p) = q(Flavour::TfliteX86, true, &row);
+        assert_eq!(p.zero_point, 127);
+        assert_eq!(out[2], -128);
+    }
+
+    #[test]
+    fn portable_adds_zero_point_before_rounding() {
+        // Range [-155, 100]: scale 1, zero point 27; 27 + 0.49999997 rounds to 27.5 in f32.
+        let row = [-155.0f32, 100.0, 0.49999997];
+        let (out_p, p) = q(Flavour::TflitePortable, true, &row);
+        assert_eq!(p.zero_point, 27);
+        assert_eq!(out_p[2], 28);
+        let (out_a, _) = q(Flavour::TfliteArm64, true, &row);
+        assert_eq!(out_a[2], 27);
+    }
+
+    #[test]
+    fn dequantized_row_is_within_half_a_step() {
+        let row: Vec<f32> = (0..37)
+            .map(|i| ((i * 7919) % 101) as f32 / 13.0 - 3.0)
+            .collect();
+        for f in Flavour::ALL {
+            for asym in [false, true] {
+                let (out, p) = q(f, asym, &row);
+                for (&x, &v) in row.iter().zip(&out) {
+                    let back = p.scale * (v as i32 - p.zero_point) as f32;
+                    assert!(
+                        (back - x).abs() <= 0.5 * p.scale * 1.0001 + 1e-6,
+                        "{f} {asym} {x} {back}"
+                    );
+                }
+            }
+        }
+    }
+}
