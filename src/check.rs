@@ -6,11 +6,13 @@ use std::fmt;
 use ndarray::ArrayViewD;
 
 use crate::error::Result;
-use crate::fixture::{Case, HybridCase};
+use crate::fixture::{Case, HybridCase, IntegerCase};
 use crate::flavour::Flavour;
+use crate::integer::{IntegerLinear, TensorQuant};
 use crate::layer::{HybridConfig, HybridLinear, Linear};
 use crate::quantize::weights::{Granularity, QuantizedWeights};
 use crate::stats::ErrorStats;
+use crate::toolkit::fixed_point::Rounding;
 
 /// How many values of an output differ from the expected ones, bit for bit.
 #[derive(Clone, Debug, PartialEq)]
@@ -108,11 +110,136 @@ impl fmt::Display for HybridReport {
     }
 }
 
-/// Runs every check of a case.
-pub fn check_case(case: &Case) -> Result<HybridReport> {
-    match case {
-        Case::Hybrid(c) => check_hybrid(c),
+/// The outcome of checking one full-integer case.
+#[derive(Clone, Debug)]
+pub struct IntegerReport {
+    /// Values of `expected_q`.
+    pub total: usize,
+    /// Values where hybridq's output (ruy rounding) differs from `expected_q`.
+    pub mismatches: usize,
+    /// The first difference: flat index, expected, got.
+    pub first: Option<(usize, i8, i8)>,
+    /// Values of `expected_q` at -128 or 127 (saturated, or clamped by the activation there).
+    pub saturated: usize,
+    /// Values where gemmlowp's double rounding would give another output (negative ties of
+    /// the final shift); information only, shows whether the case tells ruy from gemmlowp.
+    pub gemmlowp_differs: usize,
+}
+
+impl IntegerReport {
+    /// Whether every value matched.
+    pub fn passed(&self) -> bool {
+        self.mismatches == 0
     }
+}
+
+impl fmt::Display for IntegerReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "int8 {}/{} bit-exact",
+            self.total - self.mismatches,
+            self.total
+        )?;
+        if let Some((i, e, g)) = self.first {
+            write!(f, " (first diff at {i}: expected {e}, got {g})")?;
+        }
+        write!(
+            f,
+            ", saturated {}, gemmlowp rounding would differ in {}",
+            self.saturated, self.gemmlowp_differs
+        )
+    }
+}
+
+/// The report of any kind of case.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum CaseReport {
+    /// A hybrid case.
+    Hybrid(HybridReport),
+    /// A full-integer case.
+    Integer(IntegerReport),
+}
+
+impl CaseReport {
+    /// Whether every bit-exact comparison passed.
+    pub fn passed(&self) -> bool {
+        match self {
+            CaseReport::Hybrid(r) => r.passed(),
+            CaseReport::Integer(r) => r.passed(),
+        }
+    }
+}
+
+impl fmt::Display for CaseReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaseReport::Hybrid(r) => r.fmt(f),
+            CaseReport::Integer(r) => r.fmt(f),
+        }
+    }
+}
+
+/// Runs every check of a case.
+pub fn check_case(case: &Case) -> Result<CaseReport> {
+    match case {
+        Case::Hybrid(c) => check_hybrid(c).map(CaseReport::Hybrid),
+        Case::Integer(c) => check_integer(c).map(CaseReport::Integer),
+    }
+}
+
+/// Builds the [`IntegerLinear`] of a full-integer case with the given rounding.
+pub fn integer_layer(case: &IntegerCase, rounding: Rounding) -> Result<IntegerLinear> {
+    let scales = case.weight_scales.to_vec();
+    Ok(IntegerLinear::new(
+        case.weights_q.view(),
+        &scales,
+        case.bias_q.as_ref().map(|b| b.view()),
+        TensorQuant::new(case.input_scale, case.input_zero_point)?,
+        TensorQuant::new(case.output_scale, case.output_zero_point)?,
+        case.activation,
+    )?
+    .with_rounding(rounding))
+}
+
+/// Checks a full-integer case: [`IntegerLinear`] with ruy rounding (TFLite's optimized x86-64
+/// kernel) against `expected_q`, value by value.
+pub fn check_integer(case: &IntegerCase) -> Result<IntegerReport> {
+    let k = case.k();
+    let rows = if k == 0 {
+        case.expected_q.len() / case.n()
+    } else {
+        case.input_q.len() / k
+    };
+    let x: Vec<i8> = case.input_q.iter().copied().collect();
+    let run = |rounding| -> Result<Vec<i8>> {
+        let layer = integer_layer(case, rounding)?;
+        let mut out = vec![0i8; rows * case.n()];
+        layer.forward_q_rows(&x, rows, &mut out)?;
+        Ok(out)
+    };
+    let ours = run(Rounding::Ruy)?;
+    let gemmlowp = run(Rounding::Gemmlowp)?;
+    let mut mismatches = 0;
+    let mut first = None;
+    for (i, (&e, &g)) in case.expected_q.iter().zip(&ours).enumerate() {
+        if e != g {
+            mismatches += 1;
+            first.get_or_insert((i, e, g));
+        }
+    }
+    Ok(IntegerReport {
+        total: case.expected_q.len(),
+        mismatches,
+        first,
+        saturated: case
+            .expected_q
+            .iter()
+            .filter(|&&v| v == i8::MIN || v == i8::MAX)
+            .count(),
+        gemmlowp_differs: ours.iter().zip(&gemmlowp).filter(|(a, b)| a != b).count(),
+    })
 }
 
 /// Checks a hybrid case: (a) weight quantization, (b) the `TfliteX86` flavour against

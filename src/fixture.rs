@@ -6,6 +6,12 @@
 //! optional `bias` f32 `[N]`, the i32 0-d flags `asymmetric_inputs`, `activation` and
 //! `keep_num_dims`, and the f32 outputs `expected` (TFLite's built-in kernel),
 //! `expected_xnnpack` (the XNNPACK delegate) and `expected_float` (the float model).
+//!
+//! A full-integer case (recognised by its `input_q` key) holds exactly: `input_q` i8
+//! `[..., K]`, the 0-d `input_scale` f32 and `input_zero_point` i32, `weights_q` i8 `[N, K]`,
+//! `weight_scales` f32 `[N]` or `[1]`, an optional `bias_q` i32 `[N]`, the 0-d `output_scale`
+//! f32, `output_zero_point` i32 and `activation` i32, and `expected_q` i8 `[..., N]` (TFLite's
+//! optimized int8 kernel).
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +35,64 @@ pub const HYBRID_KEYS: [&str; 11] = [
     "expected_xnnpack",
     "expected_float",
 ];
+
+/// The keys of a full-integer case (`bias_q` may be absent).
+pub const INTEGER_KEYS: [&str; 10] = [
+    "input_q",
+    "input_scale",
+    "input_zero_point",
+    "weights_q",
+    "weight_scales",
+    "bias_q",
+    "output_scale",
+    "output_zero_point",
+    "activation",
+    "expected_q",
+];
+
+/// One full-integer (int8 in, int8 out) fully-connected case.
+#[derive(Debug, Clone)]
+pub struct IntegerCase {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// int8 input `[..., K]`.
+    pub input_q: ArrayD<i8>,
+    /// Input scale.
+    pub input_scale: f32,
+    /// Input zero point, in `[-128, 127]`.
+    pub input_zero_point: i32,
+    /// int8 weights `[N, K]` (zero point 0).
+    pub weights_q: Array2<i8>,
+    /// Weight scales, `[N]` or `[1]`.
+    pub weight_scales: Array1<f32>,
+    /// Optional i32 bias `[N]` with scale `input_scale * weight_scales[n]`.
+    pub bias_q: Option<Array1<i32>>,
+    /// Output scale.
+    pub output_scale: f32,
+    /// Output zero point, in `[-128, 127]`.
+    pub output_zero_point: i32,
+    /// The fused activation.
+    pub activation: Activation,
+    /// TFLite's int8 output `[..., N]`.
+    pub expected_q: ArrayD<i8>,
+}
+
+impl IntegerCase {
+    /// Depth K.
+    pub fn k(&self) -> usize {
+        self.weights_q.ncols()
+    }
+
+    /// Output channels N.
+    pub fn n(&self) -> usize {
+        self.weights_q.nrows()
+    }
+
+    /// The case's file name without directory and extension.
+    pub fn name(&self) -> String {
+        case_name(&self.path)
+    }
+}
 
 /// One hybrid fully-connected case.
 #[derive(Debug, Clone)]
@@ -94,6 +158,8 @@ impl HybridCase {
 pub enum Case {
     /// A hybrid fully-connected case (f32 input, int8 weights, f32 output).
     Hybrid(HybridCase),
+    /// A full-integer fully-connected case (int8 input, weights and output).
+    Integer(IntegerCase),
 }
 
 /// The file stem of `path`, used as the case name.
@@ -111,10 +177,7 @@ pub fn case_name(path: &Path) -> String {
 pub fn load(path: &Path) -> Result<Case> {
     let archive = NpzArchive::open(path)?;
     if archive.contains("input_q") {
-        return Err(file_error(
-            path,
-            "a full-integer case (key `input_q`); this build checks hybrid cases only".into(),
-        ));
+        return load_integer(&archive).map(Case::Integer);
     }
     load_hybrid(&archive).map(Case::Hybrid)
 }
@@ -214,6 +277,93 @@ fn load_hybrid(a: &NpzArchive) -> Result<HybridCase> {
         }
     }
     Ok(case)
+}
+
+fn load_integer(a: &NpzArchive) -> Result<IntegerCase> {
+    let path = a.path();
+    let fail = |message: String| file_error(path, message);
+    if let Some(extra) = a.keys().find(|k| !INTEGER_KEYS.contains(k)) {
+        return Err(fail(format!(
+            "unexpected key `{extra}` in a full-integer case"
+        )));
+    }
+    let input_q: ArrayD<i8> = a.array::<i8, IxDyn>("input_q")?;
+    let input_scale = a.array::<f32, Ix0>("input_scale")?.into_scalar();
+    let input_zero_point = a.array::<i32, Ix0>("input_zero_point")?.into_scalar();
+    let weights_q: Array2<i8> = a.array::<i8, Ix2>("weights_q")?;
+    let weight_scales: Array1<f32> = a.array::<f32, Ix1>("weight_scales")?;
+    let bias_q: Option<Array1<i32>> = a.optional_array::<i32, Ix1>("bias_q")?;
+    let output_scale = a.array::<f32, Ix0>("output_scale")?.into_scalar();
+    let output_zero_point = a.array::<i32, Ix0>("output_zero_point")?.into_scalar();
+    let activation = Activation::from_code(a.array::<i32, Ix0>("activation")?.into_scalar() as i64)
+        .map_err(|e| fail(format!("array `activation`: {e}")))?;
+    let expected_q: ArrayD<i8> = a.array::<i8, IxDyn>("expected_q")?;
+
+    for (key, s) in [("input_scale", input_scale), ("output_scale", output_scale)] {
+        if !(s.is_finite() && s > 0.0) {
+            return Err(fail(format!(
+                "array `{key}`: a scale must be finite and > 0, got {s}"
+            )));
+        }
+    }
+    for (key, z) in [
+        ("input_zero_point", input_zero_point),
+        ("output_zero_point", output_zero_point),
+    ] {
+        if !(-128..=127).contains(&z) {
+            return Err(fail(format!(
+                "array `{key}`: an int8 zero point must be in [-128, 127], got {z}"
+            )));
+        }
+    }
+    let (n, k) = weights_q.dim();
+    let shape_err = |key: &str, want: String, got: &[usize]| {
+        fail(format!("array `{key}`: expected shape {want}, got {got:?}"))
+    };
+    if n == 0 {
+        return Err(shape_err(
+            "weights_q",
+            "[N, K] with N >= 1".into(),
+            weights_q.shape(),
+        ));
+    }
+    if weight_scales.len() != n && weight_scales.len() != 1 {
+        return Err(shape_err(
+            "weight_scales",
+            format!("[{n}] or [1]"),
+            weight_scales.shape(),
+        ));
+    }
+    if let Some(b) = &bias_q {
+        if b.len() != n {
+            return Err(shape_err("bias_q", format!("[{n}]"), b.shape()));
+        }
+    }
+    if input_q.ndim() == 0 || input_q.shape().last() != Some(&k) {
+        return Err(shape_err("input_q", format!("[..., {k}]"), input_q.shape()));
+    }
+    let mut out_shape = input_q.shape().to_vec();
+    *out_shape.last_mut().expect("rank >= 1") = n;
+    if expected_q.shape() != out_shape.as_slice() {
+        return Err(shape_err(
+            "expected_q",
+            format!("{out_shape:?}"),
+            expected_q.shape(),
+        ));
+    }
+    Ok(IntegerCase {
+        path: path.to_path_buf(),
+        input_q,
+        input_scale,
+        input_zero_point,
+        weights_q,
+        weight_scales,
+        bias_q,
+        output_scale,
+        output_zero_point,
+        activation,
+        expected_q,
+    })
 }
 
 /// Collects the `.npz` files named by `paths`: files as given, directories searched

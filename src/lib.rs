@@ -46,11 +46,13 @@ pub mod check;
 pub mod error;
 pub mod fixture;
 pub mod flavour;
+pub mod integer;
 mod kernels;
 pub mod layer;
 pub mod npz;
 pub mod quantize;
 pub mod stats;
+pub mod toolkit;
 
 pub use activation::Activation;
 pub use error::{Error, Result};

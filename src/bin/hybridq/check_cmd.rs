@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hybridq::check::{check_case, HybridReport};
+use hybridq::check::{check_case, CaseReport, HybridReport};
 use hybridq::fixture::{case_name, collect_case_files, load};
 use hybridq::Result;
 
@@ -11,8 +11,10 @@ use hybridq::Result;
 pub struct Summary {
     pub passed: usize,
     pub failed: usize,
-    /// The reports of the cases that could be run.
+    /// The reports of the hybrid cases that could be run.
     pub reports: Vec<HybridReport>,
+    /// Full-integer cases that could be run.
+    pub integer_cases: usize,
 }
 
 /// Checks every case under `paths`, printing one line per case when `print` is set.
@@ -22,6 +24,7 @@ pub fn check_all(paths: &[PathBuf], print: bool) -> Result<Summary> {
         passed: 0,
         failed: 0,
         reports: Vec::new(),
+        integer_cases: 0,
     };
     for file in &files {
         let name = case_name(file);
@@ -34,7 +37,10 @@ pub fn check_all(paths: &[PathBuf], print: bool) -> Result<Summary> {
                     summary.failed += 1;
                 }
                 let line = format!("{} {name}: {report}", if ok { "PASS" } else { "FAIL" });
-                summary.reports.push(report);
+                match report {
+                    CaseReport::Hybrid(r) => summary.reports.push(r),
+                    _ => summary.integer_cases += 1,
+                }
                 line
             }
             Err(e) => {
