@@ -206,12 +206,8 @@ pub fn integer_layer(case: &IntegerCase, rounding: Rounding) -> Result<IntegerLi
 /// Checks a full-integer case: [`IntegerLinear`] with ruy rounding (TFLite's optimized x86-64
 /// kernel) against `expected_q`, value by value.
 pub fn check_integer(case: &IntegerCase) -> Result<IntegerReport> {
-    let k = case.k();
-    let rows = if k == 0 {
-        case.expected_q.len() / case.n()
-    } else {
-        case.input_q.len() / k
-    };
+    let shape = case.input_q.shape();
+    let rows: usize = shape[..shape.len().saturating_sub(1)].iter().product();
     let x: Vec<i8> = case.input_q.iter().copied().collect();
     let run = |rounding| -> Result<Vec<i8>> {
         let layer = integer_layer(case, rounding)?;

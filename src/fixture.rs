@@ -155,6 +155,8 @@ impl HybridCase {
 /// A golden case of any kind this crate can check.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+// Cases are loaded one at a time; boxing would only complicate matching on them.
+#[allow(clippy::large_enum_variant)]
 pub enum Case {
     /// A hybrid fully-connected case (f32 input, int8 weights, f32 output).
     Hybrid(HybridCase),
