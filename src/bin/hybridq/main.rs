@@ -1,6 +1,7 @@
 //! `hybridq`: check golden cases, demonstrate and compare the hybrid layer.
 
 mod check_cmd;
+mod compare_cmd;
 mod demo_cmd;
 
 use std::path::PathBuf;
@@ -40,6 +41,26 @@ enum Command {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"))]
         fixtures: PathBuf,
     },
+    /// Run one layer in every mode (float32, float16/bfloat16/int8 weight-only, hybrid, full
+    /// integer) on the same inputs: error against float32, weight bytes, median time.
+    Compare {
+        /// Batch rows B.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Input features K (random weights).
+        #[arg(long, default_value_t = 1024)]
+        k: usize,
+        /// Output features N (random weights).
+        #[arg(long, default_value_t = 1024)]
+        n: usize,
+        /// Weights from a file instead: `.npy` f32 [N, K], or `.npz` with `weights` and an
+        /// optional `bias`.
+        #[arg(long)]
+        weights: Option<PathBuf>,
+        /// Seed of the random weights and inputs.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -52,6 +73,13 @@ fn main() -> ExitCode {
             n,
             fixtures,
         } => demo_cmd::run(batch, k, n, &fixtures),
+        Command::Compare {
+            batch,
+            k,
+            n,
+            weights,
+            seed,
+        } => compare_cmd::run(batch, k, n, weights.as_deref(), seed),
     };
     match result {
         Ok(code) => code,
