@@ -42,6 +42,7 @@
 )]
 
 pub mod activation;
+pub mod bound;
 pub mod check;
 pub mod error;
 pub mod fixture;
