@@ -31,17 +31,27 @@ unsafe impl GlobalAlloc for CountingAlloc {
 static GLOBAL: CountingAlloc = CountingAlloc;
 
 fn weights(n: usize, k: usize) -> Array2<f32> {
-    Array2::from_shape_fn((n, k), |(i, j)| (((i * 31 + j * 17) % 23) as f32 - 11.0) / 7.0)
+    Array2::from_shape_fn((n, k), |(i, j)| {
+        (((i * 31 + j * 17) % 23) as f32 - 11.0) / 7.0
+    })
 }
 
 fn input(shape: &[usize]) -> ArrayD<f32> {
     let len: usize = shape.iter().product();
-    let values = (0..len).map(|i| ((i * 13 + i / 7) % 29) as f32 / 5.0 - 2.5).collect();
+    let values = (0..len)
+        .map(|i| ((i * 13 + i / 7) % 29) as f32 / 5.0 - 2.5)
+        .collect();
     ArrayD::from_shape_vec(IxDyn(shape), values).unwrap()
 }
 
 fn hybrid(n: usize, k: usize) -> HybridLinear {
-    HybridLinear::from_f32(weights(n, k).view(), None, Granularity::PerChannel, HybridConfig::default()).unwrap()
+    HybridLinear::from_f32(
+        weights(n, k).view(),
+        None,
+        Granularity::PerChannel,
+        HybridConfig::default(),
+    )
+    .unwrap()
 }
 
 fn bits(a: impl IntoIterator<Item = f32>) -> Vec<u32> {
@@ -72,35 +82,55 @@ fn any_rank_keeps_leading_dimensions() {
     let one = flat.index_axis(Axis(0), 3).to_owned();
     let y = l.forward(one.view()).unwrap();
     assert_eq!(y.shape(), &[5]);
-    assert_eq!(bits(y.iter().copied()), bits(expect.index_axis(Axis(0), 3).iter().copied()));
+    assert_eq!(
+        bits(y.iter().copied()),
+        bits(expect.index_axis(Axis(0), 3).iter().copied())
+    );
 }
 
 #[test]
 fn non_contiguous_views_give_the_same_bits() {
     let l = hybrid(7, 9);
-    let x = input(&[6, 9]).into_dimensionality::<ndarray::Ix2>().unwrap();
+    let x = input(&[6, 9])
+        .into_dimensionality::<ndarray::Ix2>()
+        .unwrap();
     let expect = l.forward(x.view()).unwrap();
     // Column-major copy.
     let mut f = Array2::<f32>::zeros((6, 9).f());
     f.assign(&x);
-    assert_eq!(bits(l.forward(f.view()).unwrap()), bits(expect.iter().copied()));
+    assert_eq!(
+        bits(l.forward(f.view()).unwrap()),
+        bits(expect.iter().copied())
+    );
     // Every other row of a taller array, and reversed rows.
     let mut tall = Array2::<f32>::zeros((12, 9));
     tall.slice_mut(s![..;2, ..]).assign(&x);
-    assert_eq!(bits(l.forward(tall.slice(s![..;2, ..])).unwrap()), bits(expect.iter().copied()));
+    assert_eq!(
+        bits(l.forward(tall.slice(s![..;2, ..])).unwrap()),
+        bits(expect.iter().copied())
+    );
     let rev = l.forward(x.slice(s![..;-1, ..])).unwrap();
-    assert_eq!(bits(rev.slice(s![..;-1, ..]).iter().copied()), bits(expect.iter().copied()));
+    assert_eq!(
+        bits(rev.slice(s![..;-1, ..]).iter().copied()),
+        bits(expect.iter().copied())
+    );
     // Strided caller-owned output.
     let mut out = Array2::<f32>::zeros((6, 14));
-    l.forward_into(x.view(), out.slice_mut(s![.., ..;2]), &mut Scratch::new()).unwrap();
-    assert_eq!(bits(out.slice(s![.., ..;2]).iter().copied()), bits(expect.iter().copied()));
+    l.forward_into(x.view(), out.slice_mut(s![.., ..;2]), &mut Scratch::new())
+        .unwrap();
+    assert_eq!(
+        bits(out.slice(s![.., ..;2]).iter().copied()),
+        bits(expect.iter().copied())
+    );
 }
 
 #[test]
 fn forward_into_does_not_allocate_once_scratch_is_sized() {
     let (n, k, b) = (33, 70, 5);
     let l = hybrid(n, k);
-    let x = input(&[b, 2, k]).into_dimensionality::<ndarray::Ix3>().unwrap();
+    let x = input(&[b, 2, k])
+        .into_dimensionality::<ndarray::Ix3>()
+        .unwrap();
     let mut out = Array3::<f32>::zeros((b, 2, n));
     let mut scratch = Scratch::new();
     scratch.reserve(b * 2, k, n);
@@ -114,14 +144,22 @@ fn forward_into_does_not_allocate_once_scratch_is_sized() {
         let r = layer.forward_rows(flat_x, b * 2, flat_out, &mut scratch);
         COUNTING.with(|c| c.set(false));
         r.unwrap();
-        assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "forward_rows allocated");
+        assert_eq!(
+            ALLOCATIONS.load(Ordering::Relaxed),
+            0,
+            "forward_rows allocated"
+        );
     }
     ALLOCATIONS.store(0, Ordering::Relaxed);
     COUNTING.with(|c| c.set(true));
     let r = l.forward_into(x.view(), out.view_mut(), &mut scratch);
     COUNTING.with(|c| c.set(false));
     r.unwrap();
-    assert_eq!(ALLOCATIONS.load(Ordering::Relaxed), 0, "forward_into allocated");
+    assert_eq!(
+        ALLOCATIONS.load(Ordering::Relaxed),
+        0,
+        "forward_into allocated"
+    );
 }
 
 #[test]
@@ -147,13 +185,24 @@ fn hybrid_and_float_swap_in_a_pipeline() {
     let w2 = weights(n, h);
     let make = |w: &Array2<f32>, quantized: bool| -> Box<dyn Linear> {
         if quantized {
-            Box::new(HybridLinear::from_f32(w.view(), None, Granularity::PerChannel, HybridConfig::default()).unwrap())
+            Box::new(
+                HybridLinear::from_f32(
+                    w.view(),
+                    None,
+                    Granularity::PerChannel,
+                    HybridConfig::default(),
+                )
+                .unwrap(),
+            )
         } else {
             Box::new(FloatLinear::new(w.view(), None, Default::default()).unwrap())
         }
     };
     let x = input(&[3, k]);
-    let run = |a: &dyn Linear, b: &dyn Linear| b.forward_dyn(a.forward_dyn(x.view()).unwrap().view()).unwrap();
+    let run = |a: &dyn Linear, b: &dyn Linear| {
+        b.forward_dyn(a.forward_dyn(x.view()).unwrap().view())
+            .unwrap()
+    };
     let float = run(&*make(&w1, false), &*make(&w2, false));
     let hybrid = run(&*make(&w1, true), &*make(&w2, true));
     assert_eq!(hybrid.shape(), &[3, n]);
@@ -166,8 +215,14 @@ fn hybrid_and_float_swap_in_a_pipeline() {
 #[test]
 fn four_dimensional_forward_into() {
     let l = hybrid(3, 5);
-    let x = Array4::from_shape_fn((2, 2, 2, 5), |(a, b, c, d)| (a + 2 * b + 3 * c) as f32 - d as f32);
+    let x = Array4::from_shape_fn((2, 2, 2, 5), |(a, b, c, d)| {
+        (a + 2 * b + 3 * c) as f32 - d as f32
+    });
     let mut out = Array::zeros((2, 2, 2, 3));
-    l.forward_into(x.view(), out.view_mut(), &mut Scratch::new()).unwrap();
-    assert_eq!(bits(out.iter().copied()), bits(l.forward(x.view()).unwrap()));
+    l.forward_into(x.view(), out.view_mut(), &mut Scratch::new())
+        .unwrap();
+    assert_eq!(
+        bits(out.iter().copied()),
+        bits(l.forward(x.view()).unwrap())
+    );
 }

@@ -39,13 +39,20 @@ fn case() -> impl Strategy<Value = Case> {
                 Just((k, n, b)),
             )
         })
-        .prop_map(|(w, bias, x, asym, flavour, activation, granularity, (k, n, b))| Case {
-            w: Array2::from_shape_vec((n, k), w).unwrap(),
-            bias: bias.map(Array1::from),
-            x: Array2::from_shape_vec((b, k), x).unwrap(),
-            config: HybridConfig { asymmetric_inputs: asym, flavour, activation, ..HybridConfig::default() },
-            granularity,
-        })
+        .prop_map(
+            |(w, bias, x, asym, flavour, activation, granularity, (k, n, b))| Case {
+                w: Array2::from_shape_vec((n, k), w).unwrap(),
+                bias: bias.map(Array1::from),
+                x: Array2::from_shape_vec((b, k), x).unwrap(),
+                config: HybridConfig {
+                    asymmetric_inputs: asym,
+                    flavour,
+                    activation,
+                    ..HybridConfig::default()
+                },
+                granularity,
+            },
+        )
 }
 
 proptest! {

@@ -7,19 +7,33 @@ use super::{Linear, Scratch};
 use crate::error::{Error, Result};
 
 /// Checks `x` is `[..., K]` and returns the number of rows (without allocating).
-fn rows_of<L: Linear + ?Sized, D: Dimension>(layer: &L, x: &ArrayView<'_, f32, D>) -> Result<usize> {
+fn rows_of<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: &ArrayView<'_, f32, D>,
+) -> Result<usize> {
     const OP: &str = "Linear::forward";
     let shape = x.shape();
     let k = layer.in_features();
     match shape.last() {
-        None => Err(Error::shape(OP, format!("an input of rank >= 1 with last dimension {k}"), "a 0-d input")),
-        Some(&last) if last != k => Err(Error::shape(OP, format!("[..., {k}]"), format!("{shape:?}"))),
+        None => Err(Error::shape(
+            OP,
+            format!("an input of rank >= 1 with last dimension {k}"),
+            "a 0-d input",
+        )),
+        Some(&last) if last != k => Err(Error::shape(
+            OP,
+            format!("[..., {k}]"),
+            format!("{shape:?}"),
+        )),
         Some(_) => Ok(shape[..shape.len() - 1].iter().product()),
     }
 }
 
 /// Checks `x` is `[..., K]` and returns the number of rows and the output shape `[..., N]`.
-fn output_shape<L: Linear + ?Sized, D: Dimension>(layer: &L, x: &ArrayView<'_, f32, D>) -> Result<(usize, Vec<usize>)> {
+fn output_shape<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: &ArrayView<'_, f32, D>,
+) -> Result<(usize, Vec<usize>)> {
     let rows = rows_of(layer, x)?;
     let mut out = x.shape().to_vec();
     *out.last_mut().expect("rank >= 1") = layer.out_features();
@@ -58,7 +72,11 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
     if os.len() != xs.len() || os[..lead] != xs[..lead] || os[lead] != layer.out_features() {
         let mut want = xs.to_vec();
         want[lead] = layer.out_features();
-        return Err(Error::shape("Linear::forward_into", format!("output {want:?}"), format!("output {os:?}")));
+        return Err(Error::shape(
+            "Linear::forward_into",
+            format!("output {want:?}"),
+            format!("output {os:?}"),
+        ));
     }
     // Stage non-standard-layout views through the scratch (taken out to keep borrows simple).
     let mut staged_in = std::mem::take(&mut scratch.input);
