@@ -292,3 +292,51 @@ fn cli_passes_the_shipped_fixtures() {
     let last = stdout.lines().last().unwrap();
     assert!(last.ends_with(" passed, 0 failed"), "{last}");
 }
+
+#[test]
+fn random_byte_corruption_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let dir = scratch_dir("flips");
+    // A stored (uncompressed) copy, so that flips reach the .npy headers and data directly.
+    let stored = dir.join("stored.npz");
+    {
+        let c = good_case();
+        let mut npz = NpzWriter::new(fs::File::create(&stored).unwrap());
+        npz.add_array("input", &c.input).unwrap();
+        npz.add_array("weights", &c.weights).unwrap();
+        npz.add_array("weights_q", &c.weights_q).unwrap();
+        npz.add_array("weight_scales", &c.weight_scales).unwrap();
+        npz.add_array("asymmetric_inputs", &arr0(c.asymmetric_inputs as i32))
+            .unwrap();
+        npz.add_array("activation", &arr0(c.activation.code()))
+            .unwrap();
+        npz.add_array("keep_num_dims", &arr0(c.keep_num_dims as i32))
+            .unwrap();
+        npz.add_array("expected", &c.expected).unwrap();
+        npz.add_array("expected_xnnpack", &c.expected_xnnpack)
+            .unwrap();
+        npz.add_array("expected_float", &c.expected_float).unwrap();
+        npz.finish().unwrap();
+    }
+    let bases = [fs::read(&stored).unwrap(), fs::read(good_path()).unwrap()];
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let p = dir.join("flipped.npz");
+    let mut outcomes = [0usize; 2];
+    for base in &bases {
+        for _ in 0..300 {
+            let mut bytes = base.clone();
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] = rng.random();
+            }
+            fs::write(&p, &bytes).unwrap();
+            // Loading and checking may succeed (a flip in a float) or fail; it must not panic.
+            let ok = load(&p)
+                .and_then(|c| hybridq::check::check_case(&c))
+                .is_ok();
+            outcomes[ok as usize] += 1;
+        }
+    }
+    assert!(outcomes[0] > 0, "no corruption was ever detected");
+    fs::remove_dir_all(&dir).unwrap();
+}
