@@ -42,6 +42,7 @@
 )]
 
 pub mod activation;
+pub mod bound;
 pub mod check;
 pub mod error;
 pub mod fixture;
@@ -59,3 +60,8 @@ pub use error::{Error, Result};
 pub use flavour::Flavour;
 pub use layer::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy, Scratch};
 pub use quantize::weights::{Granularity, QuantizedWeights, WeightRule};
+
+/// The README's examples, run as doctests so that they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -18,6 +18,7 @@ pub struct FloatLinear {
     k: usize,
     bias: Option<Vec<f32>>,
     activation: Activation,
+    threads: usize,
 }
 
 impl FloatLinear {
@@ -61,7 +62,24 @@ impl FloatLinear {
             k,
             bias,
             activation,
+            threads: default_threads(),
         })
+    }
+
+    /// The same layer computing on up to `threads` threads (0 = all cores). Work is split over
+    /// output channels (small batches) or rows (large batches), never over K.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = if threads == 0 {
+            default_threads()
+        } else {
+            threads
+        };
+        self
+    }
+
+    /// The number of threads the layer computes on.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// The weights, `[N, K]`.
@@ -104,7 +122,7 @@ impl Linear for FloatLinear {
             out.fill(0.0);
             return Ok(());
         }
-        crate::kernels::float::sgemm_xwt(rows, k, n, x, &self.weights, out);
+        crate::kernels::float::matmul_xwt(rows, k, n, x, &self.weights, out, self.threads);
         for out_row in out.chunks_exact_mut(n) {
             for (j, o) in out_row.iter_mut().enumerate() {
                 let v = match &self.bias {
@@ -116,4 +134,9 @@ impl Linear for FloatLinear {
         }
         Ok(())
     }
+}
+
+/// All cores.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -77,8 +77,9 @@ pub trait Linear: Send + Sync {
     }
 
     /// Runs the layer on `[..., K]` into caller-owned `out` (`[..., N]`), using `scratch` for
-    /// temporaries. Once `scratch` has grown to the batch size (see [`Scratch::reserve`]) and
-    /// both views are in standard layout, this call does not allocate.
+    /// temporaries. For [`HybridLinear`], once `scratch` has grown to the batch size (see
+    /// [`Scratch::reserve`]) this call does not allocate. ([`FloatLinear`]'s large-batch path
+    /// calls matrixmultiply, which allocates its own packing buffers.)
     fn forward_into<D: Dimension>(
         &self,
         x: ArrayView<'_, f32, D>,

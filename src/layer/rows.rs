@@ -6,11 +6,11 @@ use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::error::{Error, Result};
 
-/// Checks `x` is `[..., K]` and returns the number of rows and the output shape `[..., N]`.
-fn output_shape<L: Linear + ?Sized, D: Dimension>(
+/// Checks `x` is `[..., K]` and returns the number of rows (without allocating).
+fn rows_of<L: Linear + ?Sized, D: Dimension>(
     layer: &L,
     x: &ArrayView<'_, f32, D>,
-) -> Result<(usize, Vec<usize>)> {
+) -> Result<usize> {
     const OP: &str = "Linear::forward";
     let shape = x.shape();
     let k = layer.in_features();
@@ -25,13 +25,19 @@ fn output_shape<L: Linear + ?Sized, D: Dimension>(
             format!("[..., {k}]"),
             format!("{shape:?}"),
         )),
-        Some(_) => {
-            let rows = shape[..shape.len() - 1].iter().product();
-            let mut out = shape.to_vec();
-            *out.last_mut().expect("rank >= 1") = layer.out_features();
-            Ok((rows, out))
-        }
+        Some(_) => Ok(shape[..shape.len() - 1].iter().product()),
     }
+}
+
+/// Checks `x` is `[..., K]` and returns the number of rows and the output shape `[..., N]`.
+fn output_shape<L: Linear + ?Sized, D: Dimension>(
+    layer: &L,
+    x: &ArrayView<'_, f32, D>,
+) -> Result<(usize, Vec<usize>)> {
+    let rows = rows_of(layer, x)?;
+    let mut out = x.shape().to_vec();
+    *out.last_mut().expect("rank >= 1") = layer.out_features();
+    Ok((rows, out))
 }
 
 pub(super) fn forward_alloc<L: Linear + ?Sized, D: Dimension>(
@@ -60,12 +66,16 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
     mut out: ArrayViewMut<'_, f32, D>,
     scratch: &mut Scratch,
 ) -> Result<()> {
-    let (rows, out_shape) = output_shape(layer, &x)?;
-    if out.shape() != out_shape.as_slice() {
+    let rows = rows_of(layer, &x)?;
+    let (xs, os) = (x.shape(), out.shape());
+    let lead = xs.len() - 1;
+    if os.len() != xs.len() || os[..lead] != xs[..lead] || os[lead] != layer.out_features() {
+        let mut want = xs.to_vec();
+        want[lead] = layer.out_features();
         return Err(Error::shape(
             "Linear::forward_into",
-            format!("output {out_shape:?}"),
-            format!("output {:?}", out.shape()),
+            format!("output {want:?}"),
+            format!("output {os:?}"),
         ));
     }
     // Stage non-standard-layout views through the scratch (taken out to keep borrows simple).

@@ -311,17 +311,26 @@ mod tests {
 
     #[test]
     fn converter_divides_in_f64_where_legacy_multiplies_in_f32() {
-        // Search for a weight where the two rules disagree: they must differ somewhere (G19).
-        let mut found = false;
-        for i in 1..20_000 {
-            let v = i as f32 * 0.000_731;
-            let w = array![[1.0f32, v.min(1.0)]];
-            let a = QuantizedWeights::quantize(w.view(), Granularity::PerChannel).unwrap();
-            let b = QuantizedWeights::quantize_legacy(w.view(), Granularity::PerChannel).unwrap();
-            assert!((a.values()[[0, 1]] as i32 - b.values()[[0, 1]] as i32).abs() <= 1);
-            found |= a.values() != b.values();
+        // Weights just around the half-steps of a row with max 0.3: the f32 reciprocal of the
+        // legacy rule and the f64 division of the converter must disagree somewhere (G19), and
+        // never by more than one step.
+        let m = 0.3f32;
+        let mut differ = 0;
+        for j in 0..127 {
+            let centre = ((j as f64 + 0.5) * m as f64 / 127.0) as f32;
+            for d in -3i32..=3 {
+                let v = f32::from_bits((centre.to_bits() as i32 + d) as u32);
+                let w = array![[m, v]];
+                let a = QuantizedWeights::quantize(w.view(), Granularity::PerChannel).unwrap();
+                let b =
+                    QuantizedWeights::quantize_legacy(w.view(), Granularity::PerChannel).unwrap();
+                let (qa, qb) = (a.values()[[0, 1]] as i32, b.values()[[0, 1]] as i32);
+                assert!((qa - qb).abs() <= 1, "v={v}: {qa} vs {qb}");
+                assert_eq!(qa, (v as f64 / (m as f64 / 127.0)).round() as i32);
+                differ += (qa != qb) as usize;
+            }
         }
-        assert!(found, "the legacy and converter rules never differed");
+        assert!(differ > 0, "the legacy and converter rules never differed");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `hybridq`: check golden cases, demonstrate and compare the hybrid layer.
 
+mod bench_cmd;
 mod check_cmd;
 mod compare_cmd;
 mod demo_cmd;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,22 @@ enum Command {
         /// Case files or directories (searched recursively for `.npz`).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Time the hybrid and the float layer on a set of shapes: median microseconds, GOP/s
+    /// (2*B*K*N / t) and the hybrid/float time ratio.
+    Bench {
+        /// Comma-separated `BxKxN` shapes.
+        #[arg(long, default_value = bench_cmd::DEFAULT_SHAPES)]
+        shapes: String,
+        /// Comma-separated thread counts (0 = all cores).
+        #[arg(long, default_value = "1,0", value_delimiter = ',')]
+        threads: Vec<usize>,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Seconds of timed calls per measurement.
+        #[arg(long, default_value_t = 0.5)]
+        seconds: f64,
     },
     /// Quantize a default layer, run it beside the float layer and the shipped fixtures, and
     /// print accuracy and timing side by side.
@@ -67,6 +85,25 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { paths } => check_cmd::run(&paths),
+        Command::Bench {
+            shapes,
+            threads,
+            json,
+            seconds,
+        } => bench_cmd::parse_shapes(&shapes).and_then(|shapes| {
+            let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let mut threads: Vec<usize> = threads
+                .into_iter()
+                .map(|t| if t == 0 { all } else { t })
+                .collect();
+            threads.dedup();
+            bench_cmd::run(&bench_cmd::Options {
+                shapes,
+                threads,
+                json,
+                budget_s: seconds,
+            })
+        }),
         Command::Demo {
             batch,
             k,

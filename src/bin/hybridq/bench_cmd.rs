@@ -1,0 +1,202 @@
+//! `hybridq bench`: median microseconds, GOP/s and the hybrid/float ratio per shape and thread
+//! count.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use hybridq::{FloatLinear, Granularity, HybridConfig, HybridLinear, Linear, Result, Scratch};
+use ndarray::Array2;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::timing::median_us;
+
+/// The shapes of the speed issue, `B x K x N`.
+pub const DEFAULT_SHAPES: &str =
+    "1x1024x1024,1x4096x4096,1x4096x14336,8x4096x4096,32x1024x4096,128x4096x4096,512x768x3072";
+
+/// One `B x K x N` problem.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub b: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Shape {
+    fn label(&self) -> String {
+        format!("{}x{}x{}", self.b, self.k, self.n)
+    }
+}
+
+/// Parses `1x4096x4096,8x1024x1024`.
+pub fn parse_shapes(s: &str) -> Result<Vec<Shape>> {
+    s.split(',')
+        .map(|item| {
+            let dims: Vec<usize> = item
+                .trim()
+                .split('x')
+                .map(|d| d.parse::<usize>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad_shape(item))?;
+            match dims[..] {
+                [b, k, n] if b > 0 && k > 0 && n > 0 => Ok(Shape { b, k, n }),
+                _ => Err(bad_shape(item)),
+            }
+        })
+        .collect()
+}
+
+fn bad_shape(item: &str) -> hybridq::Error {
+    hybridq::Error::InvalidArgument {
+        op: "hybridq bench --shapes",
+        message: format!("`{item}` is not BxKxN with positive sizes"),
+    }
+}
+
+/// One measurement.
+struct Row {
+    shape: Shape,
+    threads: usize,
+    imp: &'static str,
+    kernel: String,
+    median_us: f64,
+}
+
+impl Row {
+    fn gops(&self) -> f64 {
+        2.0 * (self.shape.b * self.shape.k * self.shape.n) as f64 / (self.median_us * 1e3)
+    }
+}
+
+/// Options of the command.
+pub struct Options {
+    pub shapes: Vec<Shape>,
+    pub threads: Vec<usize>,
+    pub json: bool,
+    pub budget_s: f64,
+}
+
+pub fn run(opts: &Options) -> Result<ExitCode> {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut rows = Vec::new();
+    for &shape in &opts.shapes {
+        let w = Array2::from_shape_fn((shape.n, shape.k), |_| rng.random_range(-1.0f32..1.0));
+        let x = Array2::from_shape_fn((shape.b, shape.k), |_| rng.random_range(-4.0f32..4.0));
+        let hybrid = HybridLinear::from_f32(
+            w.view(),
+            None,
+            Granularity::PerChannel,
+            HybridConfig::default(),
+        )?;
+        for &threads in &opts.threads {
+            let float = FloatLinear::new(w.view(), None, Default::default())?.with_threads(threads);
+            let mut out = Array2::<f32>::zeros((shape.b, shape.n));
+            let mut scratch = Scratch::new();
+            let t = median_us(opts.budget_s, || {
+                hybrid
+                    .forward_into(x.view(), out.view_mut(), &mut scratch)
+                    .expect("valid shapes")
+            });
+            rows.push(Row {
+                shape,
+                threads,
+                imp: "hybrid",
+                kernel: "scalar".into(),
+                median_us: t,
+            });
+            let t = median_us(opts.budget_s, || {
+                float
+                    .forward_into(x.view(), out.view_mut(), &mut scratch)
+                    .expect("valid shapes")
+            });
+            let kernel = if shape.b <= 16 {
+                "f32-gemv"
+            } else {
+                "matrixmultiply"
+            };
+            rows.push(Row {
+                shape,
+                threads,
+                imp: "float",
+                kernel: kernel.into(),
+                median_us: t,
+            });
+            if !opts.json {
+                eprint!(".");
+            }
+        }
+    }
+    if opts.json {
+        println!("{}", to_json(&rows));
+    } else {
+        eprintln!();
+        print_table(&rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<16} {:>7} {:<7} {:<15} {:>12} {:>9} {:>13}",
+        "shape BxKxN", "threads", "impl", "kernel", "median us", "GOP/s", "hybrid/float"
+    );
+    for pair in rows.chunks(2) {
+        let ratio = pair[0].median_us / pair[1].median_us;
+        for (i, r) in pair.iter().enumerate() {
+            let ratio = if i == 0 {
+                format!("{ratio:.2}")
+            } else {
+                String::new()
+            };
+            println!(
+                "{:<16} {:>7} {:<7} {:<15} {:>12.1} {:>9.1} {:>13}",
+                r.shape.label(),
+                r.threads,
+                r.imp,
+                r.kernel,
+                r.median_us,
+                r.gops(),
+                ratio
+            );
+        }
+    }
+    println!("(hybrid/float is the time ratio: below 1 means hybrid is faster)");
+}
+
+fn to_json(rows: &[Row]) -> String {
+    let mut s = String::from("[\n");
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "  {{\"shape\": \"{}\", \"b\": {}, \"k\": {}, \"n\": {}, \"threads\": {}, \"impl\": \"{}\", \"kernel\": \"{}\", \"median_us\": {:.3}, \"gops\": {:.3}}}{}",
+            r.shape.label(),
+            r.shape.b,
+            r.shape.k,
+            r.shape.n,
+            r.threads,
+            r.imp,
+            r.kernel,
+            r.median_us,
+            r.gops(),
+            if i + 1 < rows.len() { "," } else { "" }
+        );
+    }
+    s.push(']');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_and_reject() {
+        let s = parse_shapes(DEFAULT_SHAPES).unwrap();
+        assert_eq!(s.len(), 7);
+        assert_eq!((s[3].b, s[3].k, s[3].n), (8, 4096, 4096));
+        for bad in ["1x2", "0x4x4", "ax4x4", "1x4x4x4", ""] {
+            assert!(parse_shapes(bad).is_err(), "{bad}");
+        }
+    }
+}

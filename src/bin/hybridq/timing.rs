@@ -1,0 +1,22 @@
+//! Wall-clock timing shared by the commands that measure speed.
+
+use std::time::Instant;
+
+/// Median wall time of `f` in microseconds: two warm-up calls, then enough calls to fill about
+/// `budget_s` seconds (at least 5, at most 2000).
+pub fn median_us(budget_s: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    f();
+    let once = start.elapsed().as_secs_f64().max(1e-7);
+    let runs = ((budget_s / once) as usize).clamp(5, 2000);
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
