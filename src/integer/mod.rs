@@ -84,7 +84,8 @@ impl TensorQuant {
 
     /// The int8 parameters of an [`AffineParams`] (its scale rounded to f32).
     ///
-    /// Errors: as [`TensorQuant::new`] (for example parameters chosen for uint8).
+    /// Errors: parameters chosen for another type ([`Error::InvalidArgument`]), or as
+    /// [`TensorQuant::new`].
     ///
     /// ```
     /// use hybridq::integer::TensorQuant;
@@ -94,6 +95,12 @@ impl TensorQuant {
     /// # Ok::<(), hybridq::Error>(())
     /// ```
     pub fn from_affine(p: &AffineParams) -> Result<Self> {
+        if p.qmin < -128 || p.qmax > 127 {
+            return Err(Error::invalid(
+                "TensorQuant::from_affine",
+                format!("codes [{}, {}] are not int8 codes", p.qmin, p.qmax),
+            ));
+        }
         Self::new(p.scale_f32(), p.zero_point)
     }
 

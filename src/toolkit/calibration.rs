@@ -146,17 +146,23 @@ impl Observer for MovingAverageMinMaxObserver {
     }
 }
 
-/// Number of histogram bins (a multiple of 4, see [`HistogramObserver`]).
-pub const HISTOGRAM_BINS: usize = 2048;
+/// Magnitude bins per sign: the top 14 bits of an f32's magnitude (8 exponent bits and 6
+/// mantissa bits), so every bin is at most 1/64 (1.6%) of its values wide, at any magnitude.
+pub const HISTOGRAM_BINS: usize = 1 << 14;
 
-/// A histogram over `[-L, L]` whose limit `L` doubles (merging bins pairwise) when a value
-/// falls outside; the range is cut at the `percentile` (and `100 - percentile`) of the counts,
-/// at bin edges, and never reaches past the true minimum and maximum.
+const BIN_SHIFT: u32 = 17;
+
+/// A histogram of every observed value in log-linear bins (each at most 1.6% of its magnitude
+/// wide, see [`HISTOGRAM_BINS`]); the range is cut at the `percentile` and `100 - percentile`
+/// of the counts, widened to whole bins, and never reaches past the true minimum and maximum.
+/// An outlier thus costs one count, not a stretched scale.
 #[derive(Clone, Debug)]
 pub struct HistogramObserver {
     percentile: f64,
-    limit: f64,
-    bins: Vec<u64>,
+    /// Counts of negative values by magnitude bin.
+    negative: Vec<u64>,
+    /// Counts of zero and positive values by magnitude bin.
+    positive: Vec<u64>,
     total: u64,
     min_max: Option<(f32, f32)>,
 }
@@ -172,27 +178,16 @@ impl HistogramObserver {
         };
         Self {
             percentile,
-            limit: 2f64.powi(-16),
-            bins: vec![0; HISTOGRAM_BINS],
+            negative: vec![0; HISTOGRAM_BINS],
+            positive: vec![0; HISTOGRAM_BINS],
             total: 0,
             min_max: None,
         }
     }
 
-    fn grow_to(&mut self, m: f64) {
-        while m > self.limit {
-            let mut merged = vec![0u64; HISTOGRAM_BINS];
-            for (i, &c) in self.bins.iter().enumerate() {
-                merged[HISTOGRAM_BINS / 4 + i / 2] += c;
-            }
-            self.bins = merged;
-            self.limit *= 2.0;
-        }
-    }
-
-    fn bin_of(&self, v: f64) -> usize {
-        let w = 2.0 * self.limit / HISTOGRAM_BINS as f64;
-        (((v + self.limit) / w).floor().max(0.0) as usize).min(HISTOGRAM_BINS - 1)
+    /// The upper edge of magnitude bin `b`.
+    fn upper_edge(b: usize) -> f32 {
+        f32::from_bits(((b as u32 + 1) << BIN_SHIFT).min(0x7f80_0000))
     }
 }
 
@@ -201,10 +196,13 @@ impl Observer for HistogramObserver {
         let Some((lo, hi)) = batch_min_max("HistogramObserver::observe", values)? else {
             return Ok(());
         };
-        self.grow_to((lo as f64).abs().max(hi as f64));
         for &v in values {
-            let b = self.bin_of(v as f64);
-            self.bins[b] += 1;
+            let b = (v.abs().to_bits() >> BIN_SHIFT) as usize;
+            if v < 0.0 {
+                self.negative[b] += 1;
+            } else {
+                self.positive[b] += 1;
+            }
         }
         self.total += values.len() as u64;
         self.min_max = Some(match self.min_max {
@@ -216,29 +214,51 @@ impl Observer for HistogramObserver {
 
     fn range(&self) -> Option<(f32, f32)> {
         let (true_lo, true_hi) = self.min_max?;
-        let w = 2.0 * self.limit / HISTOGRAM_BINS as f64;
         let tail = ((1.0 - self.percentile / 100.0) * self.total as f64).floor() as u64;
-        // lowest bin whose cumulative count exceeds the tail, from each side
+        // Values in ascending order: negative bins by falling magnitude, then positive bins.
+        let ascending = self
+            .negative
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(b, &c)| (-Self::upper_edge(b), c))
+            .chain(
+                self.positive
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &c)| (Self::upper_edge(b), c)),
+            );
         let mut acc = 0;
-        let mut lo_bin = 0;
-        for (i, &c) in self.bins.iter().enumerate() {
+        let mut lo = true_lo;
+        for (edge, c) in ascending {
             acc += c;
             if acc > tail {
-                lo_bin = i;
+                // the lowest kept bin: its lower edge (the negative edge is already the lower)
+                lo = if edge < 0.0 { edge } else { 0.0 };
                 break;
             }
         }
+        let descending = self
+            .positive
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(b, &c)| (Self::upper_edge(b), c))
+            .chain(
+                self.negative
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &c)| (-Self::upper_edge(b), c)),
+            );
         let mut acc = 0;
-        let mut hi_bin = HISTOGRAM_BINS - 1;
-        for (i, &c) in self.bins.iter().enumerate().rev() {
+        let mut hi = true_hi;
+        for (edge, c) in descending {
             acc += c;
             if acc > tail {
-                hi_bin = i;
+                hi = if edge > 0.0 { edge } else { 0.0 };
                 break;
             }
         }
-        let lo = (-self.limit + lo_bin as f64 * w) as f32;
-        let hi = (-self.limit + (hi_bin + 1) as f64 * w) as f32;
         Some((lo.max(true_lo), hi.min(true_hi)))
     }
 }
