@@ -456,21 +456,32 @@ impl IntegerLinear {
         }
     }
 
-    /// The i32 accumulator of one output: `sum_k (q_x[k] - Z_x) q_w[n][k] + q_b[n]`, computed as
-    /// `sum_k q_x q_w - Z_x * sum_k q_w + q_b` with wrapping i32 arithmetic (equal modulo 2^32,
-    /// and exact whenever the true value fits i32, as it does for K up to 65793).
+    /// The i32 accumulator of one output from its dot product `sum_k q_x q_w`:
+    /// `dot - Z_x * sum_k q_w + q_b`, with wrapping i32 arithmetic (equal to
+    /// `sum_k (q_x[k] - Z_x) q_w[n][k] + q_b[n]` modulo 2^32, and exact whenever that fits i32,
+    /// as it does for K up to 65793; TFLite's i32 arithmetic wraps the same way).
     #[inline]
-    fn accumulate(&self, x: &[i8], n: usize) -> i32 {
-        let w = &self.weights[n * self.k..(n + 1) * self.k];
-        let dot = x
-            .iter()
-            .zip(w)
-            .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32));
+    fn accumulator(&self, dot: i32, n: usize) -> i32 {
         let mut acc = dot.wrapping_sub(self.input.zero_point.wrapping_mul(self.row_sums[n]));
         if let Some(b) = &self.bias {
             acc = acc.wrapping_add(b[n]);
         }
         acc
+    }
+
+    #[inline]
+    fn accumulate(&self, x: &[i8], n: usize) -> i32 {
+        self.accumulator(dot(x, &self.weights[n * self.k..(n + 1) * self.k]), n)
+    }
+
+    /// Requantizes an accumulator of channel `n` to an int8 code.
+    #[inline]
+    fn requantize(&self, acc: i32, n: usize) -> i8 {
+        let y = self
+            .multiplier(n)
+            .apply(acc, self.rounding)
+            .saturating_add(self.output.zero_point);
+        y.clamp(self.act_min, self.act_max) as i8
     }
 
     /// The i32 accumulators `[rows, N]` before requantization (see the module docs).
@@ -524,36 +535,82 @@ impl IntegerLinear {
             self.k,
             self.n,
         )?;
-        for (xr, or) in x
-            .chunks_exact(self.k.max(1))
-            .take(rows)
-            .zip(out.chunks_exact_mut(self.n))
-        {
-            let xr = &xr[..self.k];
-            for (n, o) in or.iter_mut().enumerate() {
-                let acc = self.accumulate(xr, n);
-                let y = self
-                    .multiplier(n)
-                    .apply(acc, self.rounding)
-                    .saturating_add(self.output.zero_point);
-                *o = y.clamp(self.act_min, self.act_max) as i8;
-            }
+        let (n, k) = (self.n, self.k);
+        if rows == 0 {
+            return Ok(());
         }
-        if self.k == 0 {
-            // chunks_exact(1) above saw no input; the accumulators are the bias alone.
-            for or in out.chunks_exact_mut(self.n) {
-                for (n, o) in or.iter_mut().enumerate() {
-                    let acc = self.bias.as_ref().map_or(0, |b| b[n]);
-                    let y = self
-                        .multiplier(n)
-                        .apply(acc, self.rounding)
-                        .saturating_add(self.output.zero_point);
-                    *o = y.clamp(self.act_min, self.act_max) as i8;
+        // Channels in blocks (over threads when the layer is large), four channels at a time
+        // against each input row; the result is written channel-major, then transposed.
+        const BLOCK: usize = 64;
+        let mut out_t = vec![0i8; n * rows];
+        let work = |(bi, chunk): (usize, &mut [i8])| {
+            let n0 = bi * BLOCK;
+            let nb = chunk.len() / rows;
+            let mut j = 0;
+            while j < nb {
+                let take = (nb - j).min(4);
+                let w = &self.weights[(n0 + j) * k..(n0 + j + take) * k];
+                for r in 0..rows {
+                    let xr = &x[r * k..(r + 1) * k];
+                    let mut dots = [0i32; 4];
+                    if take == 4 {
+                        dots = dot4(xr, w, k);
+                    } else {
+                        for (t, d) in dots.iter_mut().enumerate().take(take) {
+                            *d = dot(xr, &w[t * k..(t + 1) * k]);
+                        }
+                    }
+                    for (t, &d) in dots.iter().enumerate().take(take) {
+                        let c = n0 + j + t;
+                        chunk[(j + t) * rows + r] = self.requantize(self.accumulator(d, c), c);
+                    }
                 }
+                j += take;
+            }
+        };
+        if n.saturating_mul(k).saturating_mul(rows) >= 1 << 18 {
+            use rayon::prelude::*;
+            out_t
+                .par_chunks_mut(BLOCK * rows)
+                .enumerate()
+                .for_each(work);
+        } else {
+            out_t.chunks_mut(BLOCK * rows).enumerate().for_each(work);
+        }
+        for (c, col) in out_t.chunks_exact(rows).enumerate() {
+            for (r, &v) in col.iter().enumerate() {
+                out[r * n + c] = v;
             }
         }
         Ok(())
     }
+}
+
+/// `sum_k x[k] w[k]` in wrapping i32 (exact up to 131071 terms).
+#[inline]
+fn dot(x: &[i8], w: &[i8]) -> i32 {
+    x.iter()
+        .zip(w)
+        .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32))
+}
+
+/// Four dot products of `x` with the four consecutive rows of `w` (`4 * k` values): each
+/// input value is loaded once for four channels.
+#[inline]
+fn dot4(x: &[i8], w: &[i8], k: usize) -> [i32; 4] {
+    let (w0, rest) = w.split_at(k);
+    let (w1, rest) = rest.split_at(k);
+    let (w2, w3) = rest.split_at(k);
+    let (x, w3) = (&x[..k], &w3[..k]);
+    let mut a = [0i32; 4];
+    for i in 0..k {
+        let xv = x[i] as i32;
+        a[0] = a[0].wrapping_add(xv * w0[i] as i32);
+        a[1] = a[1].wrapping_add(xv * w1[i] as i32);
+        a[2] = a[2].wrapping_add(xv * w2[i] as i32);
+        a[3] = a[3].wrapping_add(xv * w3[i] as i32);
+    }
+    a
 }
 
 fn check_lengths(
