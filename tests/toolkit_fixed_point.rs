@@ -1,4 +1,4 @@
-//! Fixed-point requantization against exact i128 references: random inputs (about a million per
+//! Fixed-point requantization against exact i128 references: random inputs (two million per
 //! rounding by default; `HYBRIDQ_EXHAUSTIVE=1` runs 64 times more) and every boundary input.
 
 use hybridq::toolkit::fixed_point::{
@@ -95,7 +95,7 @@ fn random_i32(rng: &mut StdRng) -> i32 {
 
 fn iterations() -> usize {
     if std::env::var_os("HYBRIDQ_EXHAUSTIVE").is_some_and(|v| v == "1") {
-        1 << 26
+        1 << 27
     } else {
         1 << 21
     }
