@@ -73,6 +73,17 @@ fn int8_fixtures_cover_what_the_issue_asks() {
     assert!(any(&|c| c.expected_q.iter().any(|&v| v == 127)));
     assert!(any(&|c| c.expected_q.iter().any(|&v| v == -128)));
     assert!(any(&|c| c.input_zero_point == -128) && any(&|c| c.input_zero_point == 127));
+    // multipliers above 1 (a left shift before the high multiply), per channel and per tensor
+    for per_channel in [true, false] {
+        assert!(any(&|c| {
+            (c.weight_scales.len() > 1) == per_channel
+                && integer_layer(c, Rounding::Ruy)
+                    .unwrap()
+                    .multipliers()
+                    .iter()
+                    .any(|m| m.shift() > 0)
+        }));
+    }
     for c in &cases {
         let len = fs::metadata(&c.path).unwrap().len();
         assert!(len < 64 * 1024, "{} is {len} bytes", c.name());
