@@ -219,16 +219,13 @@ impl AffineParams {
     }
 
     /// Quantizes one value: `clamp(zero_point + round_away(r / scale), qmin, qmax)`, the division
-    /// in f64 with the f32 scale (as TFLite's `AffineQuantize` with a stored scale). NaN maps to
-    /// the zero point.
+    /// in f32 with the f32 scale, as TFLite's reference `AffineQuantize` does. NaN maps to the
+    /// zero point.
     pub fn quantize_one(&self, r: f32) -> i32 {
-        let scale = self.scale_f32() as f64;
-        let q = (r as f64 / scale).round();
-        if q.is_nan() {
-            return self.zero_point;
-        }
-        let q = q.clamp(-2f64.powi(40), 2f64.powi(40)) as i64 + self.zero_point as i64;
-        q.clamp(self.qmin as i64, self.qmax as i64) as i32
+        // `as` saturates (NaN to 0), so the sum cannot overflow.
+        let q = (r / self.scale_f32()).round() as i32;
+        q.saturating_add(self.zero_point)
+            .clamp(self.qmin, self.qmax)
     }
 
     /// Dequantizes one code: `scale * (q - zero_point)` in f32 with the f32 scale.
@@ -321,5 +318,14 @@ mod tests {
         assert!(AffineParams::from_range(0.0, f64::INFINITY, QuantType::Int8, false).is_err());
         assert!(AffineParams::from_values(&[], QuantType::Int8, false).is_err());
         assert!(AffineParams::from_values(&[f32::NAN], QuantType::Int8, false).is_err());
+    }
+
+    #[test]
+    fn extreme_values_saturate_and_nan_is_the_zero_point() {
+        let p = AffineParams::from_range(-1.0, 3.0, QuantType::Int16, false).unwrap();
+        assert_eq!(p.quantize_one(f32::NAN), p.zero_point);
+        assert_eq!(p.quantize_one(1e30), p.qmax);
+        assert_eq!(p.quantize_one(f32::NEG_INFINITY), p.qmin);
+        assert!(p.quantize::<i16>(&[f32::INFINITY]).is_err());
     }
 }
