@@ -55,5 +55,6 @@ pub mod stats;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use flavour::Flavour;
+pub use kernels::Kernel;
 pub use layer::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy, Scratch};
 pub use quantize::weights::{Granularity, QuantizedWeights, WeightRule};
