@@ -231,3 +231,5 @@ pub(crate) fn quantize_rows(
             .for_each(|(b, (q, p))| one(b, q, p));
     }
 }
+#[cfg(test)]
+mod tests;
