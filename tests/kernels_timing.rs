@@ -35,7 +35,7 @@ fn timing() {
     for shape in shapes.split(',') {
         let d: Vec<usize> = shape.split('x').map(|v| v.parse().unwrap()).collect();
         let (b, k, n) = (d[0], d[1], d[2]);
-        let q = Array2::from_shape_fn((n, k), |_| (lcg(&mut seed) % 255) as i32 as i8 - 127 + 0);
+        let q = Array2::from_shape_fn((n, k), |_| ((lcg(&mut seed) % 255) as i32 - 127) as i8);
         let w = QuantizedWeights::from_parts(q.view(), &[0.01]).unwrap();
         let x = Array2::from_shape_fn((b, k), |_| (lcg(&mut seed) % 2000) as f32 / 250.0 - 4.0);
         let mut out = Array2::<f32>::zeros((b, n));

@@ -46,21 +46,20 @@ pub(crate) unsafe fn quantize_row_i16(
     let chunks = k / 8;
     let src = row.as_ptr();
     let dst = out.as_mut_ptr();
-    match p.rounding {
-        // SAFETY (all four arms): each chunk reads row[8c..8c+8] and writes out[8c..8c+8],
-        // in bounds since 8 * chunks <= k <= out.len(); AVX2/FMA per this fn's contract.
-        Rounding::X86 => unsafe {
-            quantize_chunks(src, dst, chunks, &p, |y, z, f| round_x86(y, z, f))
-        },
-        Rounding::Away => unsafe {
-            quantize_chunks(src, dst, chunks, &p, |y, z, f| round_away(y, z, f))
-        },
-        Rounding::PortableZpFirst => unsafe {
-            quantize_chunks(src, dst, chunks, &p, |y, z, f| round_portable(y, z, f))
-        },
-        Rounding::TiesEven => unsafe {
-            quantize_chunks(src, dst, chunks, &p, |y, z, f| round_even(y, z, f))
-        },
+    // SAFETY: in every arm, each chunk c < chunks reads row[8c..8c + 8] and writes
+    // out[8c..8c + 8], in bounds since 8 * chunks <= k <= out.len() (asserted above); AVX2 and
+    // FMA are available per this function's contract 1.
+    unsafe {
+        match p.rounding {
+            Rounding::X86 => quantize_chunks(src, dst, chunks, &p, |y, z, f| round_x86(y, z, f)),
+            Rounding::Away => quantize_chunks(src, dst, chunks, &p, |y, z, f| round_away(y, z, f)),
+            Rounding::PortableZpFirst => {
+                quantize_chunks(src, dst, chunks, &p, |y, z, f| round_portable(y, z, f))
+            }
+            Rounding::TiesEven => {
+                quantize_chunks(src, dst, chunks, &p, |y, z, f| round_even(y, z, f))
+            }
+        }
     }
     for i in chunks * 8..k {
         out[i] = p.one(i, row[i]) as i16;
