@@ -17,8 +17,10 @@ fn bits(a: &Array2<f32>) -> Vec<u32> {
 #[test]
 fn thread_counts_and_batch_composition_give_identical_bits() {
     let mut seed = 7u64;
-    // (B, K, N): panels split over threads; few panels so rows are split; a long K.
-    for (b, k, n) in [(6, 300, 200), (100, 200, 16), (9, 1031, 77), (1, 4096, 300)] {
+    // (B, K, N), each above 2^23 multiply-adds so that 8 tasks really run: channel panels
+    // split over threads (small and larger batches, odd N), and a single panel so that rows are
+    // split.
+    for (b, k, n) in [(1, 4099, 2100), (13, 1031, 650), (420, 1300, 16)] {
         let q = Array2::from_shape_fn((n, k), |_| (lcg(&mut seed) % 256) as u8 as i8);
         let w = QuantizedWeights::from_parts(q.view(), &[0.003]).unwrap();
         let x = Array2::from_shape_fn((b, k), |_| (lcg(&mut seed) % 4001) as f32 / 500.0 - 4.0);

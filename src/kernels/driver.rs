@@ -30,8 +30,14 @@ const LONG_K_CHUNK_PAIRS: usize = 32_768;
 /// panels inside one group cuts N; Zen 3 has 512 KiB of L2 per core).
 const GROUP_BYTES: usize = 192 * 1024;
 
-/// Below this many multiply-adds a call runs on the calling thread.
-const PARALLEL_MIN_MACS: usize = 1 << 18;
+/// Multiply-adds per task below which a call uses fewer tasks (down to one, on the calling
+/// thread): waking a rayon worker costs ~10 us, about the time of 2^20 multiply-adds.
+const MACS_PER_TASK: usize = 1 << 20;
+
+/// Tasks for a call of `macs` multiply-adds on up to `threads` threads.
+fn tasks_for(macs: usize, threads: usize) -> usize {
+    threads.clamp(1, (macs / MACS_PER_TASK).max(1))
+}
 
 /// One product: quantized rows against packed weights, into `out` (`rows * n`, row-major).
 pub(crate) struct Product<'a> {
@@ -70,11 +76,7 @@ pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads
     assert!(out.len() >= rows * n && p.x.len() >= rows * 2 * kp && p.params.len() >= rows);
     let panels = p.packed.panels;
     let macs = rows * n * p.packed.k;
-    let threads = if macs < PARALLEL_MIN_MACS {
-        1
-    } else {
-        threads.max(1)
-    };
+    let threads = tasks_for(macs, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     let task = |r0: usize, r1: usize, j0: usize, j1: usize| {
         // SAFETY: `kernel` is available (asserted); [r0, r1) x panels [j0, j1) is within the
@@ -319,11 +321,7 @@ pub(crate) fn run_scalar(
             *o = act.apply(y);
         }
     };
-    let threads = if rows * n * k < PARALLEL_MIN_MACS {
-        1
-    } else {
-        threads.clamp(1, rows.max(1))
-    };
+    let threads = tasks_for(rows * n * k, threads).min(rows.max(1));
     let out = &mut out[..rows * n];
     if threads == 1 {
         for (b, o) in out.chunks_exact_mut(n).enumerate() {

@@ -215,7 +215,7 @@ pub(crate) fn quantize_rows(
     };
     let out = &mut out[..rows * stride];
     let params = &mut params[..rows];
-    if threads <= 1 || rows < 2 || rows * k < (1 << 16) {
+    if threads <= 1 || rows < 2 || rows * k < (1 << 18) {
         for (b, (q, p)) in out
             .chunks_exact_mut(stride)
             .zip(params.iter_mut())

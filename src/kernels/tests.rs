@@ -324,3 +324,35 @@ fn extreme_values_around_the_i32_limits() {
         }
     }
 }
+
+/// A product large enough to run on several tasks (channel split, then row split).
+#[test]
+fn threaded_splits_match_reference() {
+    let mut seed = 1u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for (b, k, n) in [(3usize, 1500usize, 1500usize), (300, 900, 16)] {
+        let c = ProductCase {
+            b,
+            k,
+            n,
+            w: (0..n * k).map(|_| next() as u8 as i8).collect(),
+            q: (0..b * k).map(|_| next() as u8 as i8).collect(),
+            params: (0..b)
+                .map(|i| RowParams {
+                    scale: 0.01 + i as f32,
+                    zero_point: (next() % 256) as i32 - 128,
+                })
+                .collect(),
+            scales: (0..n).map(|j| 0.001 * (j + 1) as f32).collect(),
+            bias: Some((0..n).map(|j| j as f32 - 3.5).collect()),
+        };
+        for threads in [2, 3, 8] {
+            check_product(&c, threads).unwrap();
+        }
+    }
+}
