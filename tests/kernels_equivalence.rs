@@ -110,7 +110,7 @@ fn run(c: &Case, kernel: Kernel, threads: usize) -> Vec<u32> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(4000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(10000)))]
 
     #[test]
     fn every_kernel_equals_the_scalar_reference(c in case(), threads in 1usize..4) {

@@ -105,7 +105,7 @@ fn row_strategy() -> impl Strategy<Value = Vec<f32>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(10000)))]
 
     #[test]
     fn quantization_matches_reference(row in row_strategy()) {
@@ -263,7 +263,7 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(3000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(10000)))]
 
     /// Every remainder of the tile (MR = 4 rows, 16 channels) and of the K pair.
     #[test]
@@ -273,7 +273,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(500)))]
 
     /// Shapes large enough to be split over threads and panel groups.
     #[test]
