@@ -30,7 +30,7 @@ pub(crate) const PAIR_BYTES: usize = 2 * NR;
 pub(crate) struct Line(pub(crate) [i8; 64]);
 
 /// Weights packed for the SIMD kernels, with their epilogue constants.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct PackedWeights {
     lines: Vec<Line>,
     /// Output channels N.
@@ -107,6 +107,18 @@ impl PackedWeights {
     pub(crate) fn panel(&self, j: usize) -> &[i8] {
         let len = self.kp * PAIR_BYTES;
         &self.bytes()[j * len..(j + 1) * len]
+    }
+}
+
+impl std::fmt::Debug for PackedWeights {
+    /// The shape only (the packed bytes can be many megabytes).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeights")
+            .field("n", &self.n)
+            .field("k", &self.k)
+            .field("panels", &self.panels)
+            .field("kp", &self.kp)
+            .finish_non_exhaustive()
     }
 }
 
