@@ -70,3 +70,34 @@ fn layer_is_send_sync_and_reports_its_kernel_and_threads() {
     });
     assert_eq!((s.kernel(), s.threads()), (Kernel::Scalar, 3));
 }
+
+/// `HYBRIDQ_KERNEL` is honoured, and an invalid value makes layer construction fail instead
+/// of silently running another kernel (checked through the CLI, since the variable is read
+/// once per process).
+#[test]
+fn environment_override_is_honoured_and_checked() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hybrid");
+    let run = |value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
+            .args(["check", fixtures])
+            .env("HYBRIDQ_KERNEL", value)
+            .output()
+            .unwrap()
+    };
+    for k in Kernel::available() {
+        let out = run(k.name());
+        assert!(
+            out.status.success(),
+            "{k}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let out = run("no-such-kernel");
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no-such-kernel") && text.contains("not available"),
+        "{text}"
+    );
+}
