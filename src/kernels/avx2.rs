@@ -260,7 +260,70 @@ pub(crate) unsafe fn tile<const MR: usize>(
 ) {
     // SAFETY: forwarded contract 1.
     let acc = unsafe { dots::<MR>(x, x_stride, w, kp) };
+    let o = TileOut {
+        params,
+        row_sums,
+        scales,
+        init,
+        e,
+        out,
+        out_stride,
+        width,
+    };
+    // SAFETY: forwarded contracts 2-3.
+    unsafe { epilogue_store::<MR>(&acc, 0, &o) }
+}
+
+/// Where and how a tile's epilogue writes: row parameters, the panel's constants (16 values
+/// each), the epilogue flavour, and `width` output columns per row at `out + r * out_stride`.
+#[derive(Clone, Copy)]
+pub(crate) struct TileOut<'a> {
+    /// Row parameters (at least MR).
+    pub(crate) params: &'a [RowParams],
+    /// The panel's row sums.
+    pub(crate) row_sums: &'a [i32],
+    /// The panel's weight scales.
+    pub(crate) scales: &'a [f32],
+    /// The panel's bias (or zeros).
+    pub(crate) init: &'a [f32],
+    /// Flavour and activation.
+    pub(crate) e: Epilogue,
+    /// First output of the tile.
+    pub(crate) out: *mut f32,
+    /// Output row stride.
+    pub(crate) out_stride: usize,
+    /// Valid columns (<= 16).
+    pub(crate) width: usize,
+}
+
+/// The vector epilogue of an `MR x 16` tile of i32 dots:
+/// `out[r][c] = act(epilogue(acc[r][c] - row_sum[c] * (zp[r] + zp_offset)))`, the correction in
+/// wrapping i32 (exact when the true value fits, i.e. K <= I32_COMBINE_MAX_K). `zp_offset` is
+/// 0 for signed inputs and 128 for the VNNI kernel's `x + 128` inputs.
+///
+/// # Safety
+/// 1. AVX2 and FMA are available.
+/// 2. `o.params.len() >= MR`; `o.row_sums`, `o.scales`, `o.init` hold at least 16 values.
+/// 3. `o.out` is valid for writing `o.width` f32 at `o.out + r * o.out_stride` for each
+///    `r < MR`, and no other thread writes those elements during the call.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn epilogue_store<const MR: usize>(
+    acc: &[[__m256i; 2]; MR],
+    zp_offset: i32,
+    o: &TileOut<'_>,
+) {
+    let TileOut {
+        params,
+        row_sums,
+        scales,
+        init,
+        e,
+        out,
+        out_stride,
+        width,
+    } = *o;
     assert!(params.len() >= MR && row_sums.len() >= NR && scales.len() >= NR && init.len() >= NR);
+    assert!(width <= NR);
     // SAFETY: the slices hold at least 16 values each (asserted above).
     let (rs, ws, bias) = unsafe {
         (
@@ -282,7 +345,7 @@ pub(crate) unsafe fn tile<const MR: usize>(
     let hi = _mm256_set1_ps(e.hi);
     for (r, a) in acc.iter().enumerate() {
         let p = params[r];
-        let zp = _mm256_set1_epi32(p.zero_point);
+        let zp = _mm256_set1_epi32(p.zero_point.wrapping_add(zp_offset));
         let sf = _mm256_set1_ps(p.scale);
         let mut y = [_mm256_setzero_ps(); 2];
         for h in 0..2 {
@@ -303,7 +366,8 @@ pub(crate) unsafe fn tile<const MR: usize>(
             }
             y[h] = v;
         }
-        // SAFETY: contract 3: row r of the output holds `width` writable f32.
+        // SAFETY: contract 3: row r of the output holds `width` writable f32 (width <= 16,
+        // asserted).
         unsafe {
             let dst = out.add(r * out_stride);
             if width == NR {

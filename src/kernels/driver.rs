@@ -5,6 +5,13 @@
 //! threads, over rows; never over K. Every output value is therefore computed by the same
 //! instruction sequence whatever the thread count or the batch composition.
 
+// Without an x86-64 SIMD kernel (other targets) only the scalar path is live, so the SIMD
+// plumbing is unused there; it must still compile warning-free.
+#![cfg_attr(
+    not(target_arch = "x86_64"),
+    allow(dead_code, unused_imports, unused_variables, unused_mut)
+)]
+
 use rayon::prelude::*;
 
 use super::pack::{PackedWeights, NR, PAIR_BYTES};
@@ -22,9 +29,10 @@ pub(crate) const MR: usize = 4;
 /// i32: the true value is at most `K * 128 * 255` in magnitude, below 2^31 up to here.
 pub(crate) const I32_COMBINE_MAX_K: usize = 65_793;
 
-/// K pairs per chunk of the long-K path: `2 * 32_768 = 65_536` products per i32 run, within
-/// [`scalar::EXACT_I32_RUN`].
-const LONG_K_CHUNK_PAIRS: usize = 32_768;
+/// Products per i32 run of the long-K path: within [`scalar::EXACT_I32_RUN`] for i8 x i8, and
+/// within the 65,793 of u8 x i8 (`65_536 * 255 * 128 < 2^31`) for the VNNI kernel.
+const LONG_K_CHUNK: usize = 65_536;
+const _: () = assert!(LONG_K_CHUNK <= scalar::EXACT_I32_RUN && LONG_K_CHUNK <= I32_COMBINE_MAX_K);
 
 /// Weight bytes of the panel group kept in L2 while all row blocks pass over it (the loop over
 /// panels inside one group cuts N; Zen 3 has 512 KiB of L2 per core).
@@ -43,8 +51,11 @@ fn tasks_for(macs: usize, threads: usize) -> usize {
 pub(crate) struct Product<'a> {
     /// Packed weights and epilogue constants.
     pub(crate) packed: &'a PackedWeights,
-    /// Quantized rows as i16, row r at `x[r * x_stride..]`, `x_stride = 2 * kp`.
+    /// Quantized rows as i16, row r at `x[r * 2 * ceil(K / 2)..]`, zero padded (AVX2).
     pub(crate) x: &'a [i16],
+    /// Quantized rows offset to u8 (`q + 128`), row r at `xu[r * u8_stride(K)..]` (VNNI;
+    /// empty for the other kernels).
+    pub(crate) xu: &'a [u8],
     /// Number of rows.
     pub(crate) rows: usize,
     /// Row parameters (`rows` of them).
@@ -73,7 +84,17 @@ unsafe impl Sync for OutPtr {}
 pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads: usize) {
     let (n, kp, rows) = (p.packed.n, p.packed.kp, p.rows);
     assert!(kernel != Kernel::Scalar && kernel.is_available());
-    assert!(out.len() >= rows * n && p.x.len() >= rows * 2 * kp && p.params.len() >= rows);
+    assert!(out.len() >= rows * n && p.params.len() >= rows);
+    assert_eq!(
+        p.packed.group,
+        kernel.pack_group(),
+        "weights packed for another kernel"
+    );
+    match kernel {
+        Kernel::Avx512Vnni => assert!(p.xu.len() >= rows * super::u8_stride(p.packed.k)),
+        _ => assert!(p.x.len() >= rows * 2 * p.packed.k.div_ceil(2)),
+    }
+    let _ = kp;
     let panels = p.packed.panels;
     let macs = rows * n * p.packed.k;
     let threads = tasks_for(macs, threads);
@@ -116,8 +137,9 @@ unsafe fn run_block(
 ) {
     let pk = p.packed;
     let (n, kp) = (pk.n, pk.kp);
-    let stride = 2 * kp;
-    let group = (GROUP_BYTES / (kp * PAIR_BYTES).max(1)).max(1);
+    let stride = 2 * pk.k.div_ceil(2);
+    let stride_u8 = super::u8_stride(pk.k);
+    let group = (GROUP_BYTES / (kp * pk.step_bytes).max(1)).max(1);
     let (lo, hi) = p.activation.bounds();
     let e = Epilogue {
         xnnpack: p.flavour == Flavour::Xnnpack,
@@ -137,8 +159,11 @@ unsafe fn run_block(
                 let width = (n - c0).min(NR);
                 let t = Tile {
                     // SAFETY: r < rows, so row r starts within `x` (asserted by the caller).
-                    x: unsafe { p.x.as_ptr().add(r * stride) },
+                    // (`wrapping_add`: the unused operand may be an empty slice.)
+                    x: p.x.as_ptr().wrapping_add(r * stride),
                     stride,
+                    xu: p.xu.as_ptr().wrapping_add(r * stride_u8),
+                    stride_u8,
                     w: pk.panel(j).as_ptr(),
                     kp,
                     params: &p.params[r..r + mr],
@@ -180,6 +205,8 @@ pub(crate) struct Epilogue {
 struct Tile<'a> {
     x: *const i16,
     stride: usize,
+    xu: *const u8,
+    stride_u8: usize,
     w: *const i8,
     kp: usize,
     params: &'a [RowParams],
@@ -222,6 +249,31 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
                 }
             }
         }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512Vnni => {
+            use super::avx512vnni::tile;
+            let o = super::avx2::TileOut {
+                params: t.params,
+                row_sums: rs,
+                scales: ws,
+                init,
+                e,
+                out: t.out,
+                out_stride: t.out_stride,
+                width: t.width,
+            };
+            let (x, s, w, kq) = (t.xu, t.stride_u8, t.w, t.kp);
+            // SAFETY: AVX-512 F/BW/VNNI, AVX2 and FMA were detected (contract 1); operands are
+            // in bounds (contract 2); K <= I32_COMBINE_MAX_K = 65,793, the u8 x i8 limit.
+            unsafe {
+                match mr {
+                    4 => tile::<4>(x, s, w, kq, &o),
+                    3 => tile::<3>(x, s, w, kq, &o),
+                    2 => tile::<2>(x, s, w, kq, &o),
+                    _ => tile::<1>(x, s, w, kq, &o),
+                }
+            }
+        }
         _ => unreachable!("simd_tile called with {kernel}"),
     }
 }
@@ -241,16 +293,17 @@ unsafe fn long_k_tile(
     flavour: Flavour,
 ) {
     let mut acc = [[0i64; NR]; MR];
+    let chunk_steps = LONG_K_CHUNK / pk.group;
     let mut p0 = 0;
     while p0 < t.kp {
-        let len = (t.kp - p0).min(LONG_K_CHUNK_PAIRS);
+        let len = (t.kp - p0).min(chunk_steps);
         let mut part = [[0i32; NR]; MR];
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => {
                 use super::avx2::tile_raw;
                 // SAFETY: AVX2/FMA detected; the chunk [p0, p0 + len) lies within the
-                // tile's K pairs (x rows and the panel), and 2 * len <= EXACT_I32_RUN.
+                // tile's K pairs (x rows and the panel), and 2 * len <= LONG_K_CHUNK.
                 unsafe {
                     let (x, w) = (t.x.add(2 * p0), t.w.add(p0 * PAIR_BYTES));
                     match mr {
@@ -258,6 +311,21 @@ unsafe fn long_k_tile(
                         3 => tile_raw::<3>(x, t.stride, w, len, &mut part),
                         2 => tile_raw::<2>(x, t.stride, w, len, &mut part),
                         _ => tile_raw::<1>(x, t.stride, w, len, &mut part),
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => {
+                use super::avx512vnni::tile_raw;
+                // SAFETY: AVX-512 VNNI detected; the chunk of quads [p0, p0 + len) lies within
+                // the tile's u8 rows and the panel, and 4 * len <= LONG_K_CHUNK.
+                unsafe {
+                    let (x, w, s) = (t.xu.add(4 * p0), t.w.add(p0 * pk.step_bytes), t.stride_u8);
+                    match mr {
+                        4 => tile_raw::<4>(x, s, w, len, &mut part),
+                        3 => tile_raw::<3>(x, s, w, len, &mut part),
+                        2 => tile_raw::<2>(x, s, w, len, &mut part),
+                        _ => tile_raw::<1>(x, s, w, len, &mut part),
                     }
                 }
             }
@@ -270,12 +338,13 @@ unsafe fn long_k_tile(
         }
         p0 += len;
     }
-    const _: () = assert!(2 * LONG_K_CHUNK_PAIRS <= scalar::EXACT_I32_RUN);
+    // The VNNI kernel summed (q + 128) * w.
+    let offset = if kernel == Kernel::Avx512Vnni { 128 } else { 0 };
     for (r, a) in acc.iter().take(mr).enumerate() {
         let p = t.params[r];
         for (c, &dot) in a.iter().take(t.width).enumerate() {
             let ch = t.c0 + c;
-            let v = dot - pk.row_sums[ch] as i64 * p.zero_point as i64;
+            let v = dot - pk.row_sums[ch] as i64 * (p.zero_point as i64 + offset);
             let y = if flavour == Flavour::Xnnpack {
                 epilogue::xnnpack(v, p.scale, pk.scales[ch], pk.init[ch])
             } else {

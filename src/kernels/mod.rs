@@ -12,6 +12,8 @@
 //! - [`pack`]: the packed weight layout made once per layer (panels of 16 output channels,
 //!   K in pairs, zero padded) and the per-channel epilogue constants;
 //! - `avx2` (x86-64 only): the AVX2 + FMA quantizer, GEMV/GEMM tiles and epilogue;
+//! - `avx512vnni` (x86-64 only, experimental, untested on the development machine): `vpdpbusd`
+//!   tiles with the +128 input offset, reusing the AVX2 quantizer and epilogue;
 //! - [`driver`]: blocking of the product over (channel panels, row blocks) and the split over
 //!   threads (never over K, so the output bits never depend on the thread count).
 //!
@@ -26,6 +28,8 @@
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512vnni;
 pub(crate) mod driver;
 pub(crate) mod float;
 pub(crate) mod pack;
@@ -60,6 +64,12 @@ pub enum Kernel {
     /// x86-64 AVX2 + FMA (`avx2`): weights packed in panels of 16 channels, i8 sign-extended to
     /// i16 and multiplied with `vpmaddwd` (exact), 4 x 16 register tiles.
     Avx2,
+    /// x86-64 AVX-512 VNNI (`avx512vnni`): `vpdpbusd` on inputs offset by +128 (u8) against
+    /// signed weights, corrected by `128 * row_sum`. **Experimental: never run on real hardware
+    /// by its authors** (the development machine has no AVX-512); it is listed by
+    /// [`Kernel::available`] where the CPU has it, so the test suite covers it there, but
+    /// [`Kernel::detect`] only picks it when `HYBRIDQ_KERNEL=avx512vnni`.
+    Avx512Vnni,
 }
 
 /// The environment variable that [`Kernel::detect`] reads once (for tests and benchmarks).
@@ -67,13 +77,29 @@ pub const KERNEL_ENV: &str = "HYBRIDQ_KERNEL";
 
 impl Kernel {
     /// Every kernel this build knows, best first (whether or not this CPU can run it).
-    pub const ALL: [Kernel; 2] = [Kernel::Avx2, Kernel::Scalar];
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512Vnni, Kernel::Avx2, Kernel::Scalar];
 
-    /// The kernel's name: `scalar`, `avx2`.
+    /// The kernel's name: `scalar`, `avx2`, `avx512vnni`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
             Kernel::Avx2 => "avx2",
+            Kernel::Avx512Vnni => "avx512vnni",
+        }
+    }
+
+    /// Whether the kernel is experimental (not yet validated on hardware that runs it):
+    /// [`Kernel::detect`] never picks such a kernel on its own.
+    pub fn is_experimental(self) -> bool {
+        self == Kernel::Avx512Vnni
+    }
+
+    /// K values per step of the kernel's packed weights (0: no packing).
+    pub(crate) fn pack_group(self) -> usize {
+        match self {
+            Kernel::Scalar => 0,
+            Kernel::Avx2 => 2,
+            Kernel::Avx512Vnni => 4,
         }
     }
 
@@ -82,6 +108,7 @@ impl Kernel {
         match self {
             Kernel::Scalar => true,
             Kernel::Avx2 => avx2_available(),
+            Kernel::Avx512Vnni => avx512vnni_available(),
         }
     }
 
@@ -94,7 +121,8 @@ impl Kernel {
     }
 
     /// The kernel to use when none is configured: the value of the environment variable
-    /// `HYBRIDQ_KERNEL` if it names an available kernel, otherwise the best available one.
+    /// `HYBRIDQ_KERNEL` if it names an available kernel, otherwise the best available one that
+    /// is not [experimental](Kernel::is_experimental).
     ///
     /// The environment is read once per process. An invalid `HYBRIDQ_KERNEL` is ignored here,
     /// but [`HybridLinear`](crate::HybridLinear) refuses to build with it (see
@@ -102,7 +130,10 @@ impl Kernel {
     pub fn detect() -> Kernel {
         match Kernel::from_env() {
             Ok(Some(k)) => k,
-            _ => Kernel::available()[0],
+            _ => Kernel::available()
+                .into_iter()
+                .find(|k| !k.is_experimental())
+                .unwrap_or(Kernel::Scalar),
         }
     }
 
@@ -151,6 +182,23 @@ fn avx2_available() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_available() -> bool {
+    false
+}
+
+/// AVX-512 F + BW + VNNI (and AVX2 + FMA, which the shared quantizer and epilogue use).
+#[cfg(target_arch = "x86_64")]
+fn avx512vnni_available() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        avx2_available()
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512vnni_available() -> bool {
     false
 }
 
@@ -206,9 +254,12 @@ pub(crate) fn quantize_rows(
         } else {
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Kernel::Avx2` is available (asserted above), so AVX2 and FMA were
-                // detected; `q` holds `stride >= k` values.
-                Kernel::Avx2 => unsafe { avx2::quantize_row_i16(flavour, asymmetric, row, q) },
+                // SAFETY: `kernel` is available (asserted above), and both SIMD kernels are
+                // available only when AVX2 and FMA were detected; `q` holds `stride >= k`
+                // values.
+                Kernel::Avx2 | Kernel::Avx512Vnni => unsafe {
+                    avx2::quantize_row_i16(flavour, asymmetric, row, q)
+                },
                 _ => quant::quantize_row_i16(flavour, asymmetric, row, q),
             }
         };
@@ -233,3 +284,24 @@ pub(crate) fn quantize_rows(
 }
 #[cfg(test)]
 mod tests;
+
+/// Stride (in bytes) of the VNNI kernel's u8 input rows: K rounded up to a multiple of 4.
+pub(crate) fn u8_stride(k: usize) -> usize {
+    k.div_ceil(4) * 4
+}
+
+/// The VNNI kernel's inputs: `u = q + 128` (u8) from i16 rows of stride `2 * ceil(k / 2)`,
+/// into rows of stride [`u8_stride`]`(k)`; the padding (where the weights are 0) is 128.
+pub(crate) fn offset_rows_u8(q16: &[i16], rows: usize, k: usize, out: &mut [u8]) {
+    let (s16, s8) = (2 * k.div_ceil(2), u8_stride(k));
+    for (src, dst) in q16
+        .chunks_exact(s16)
+        .zip(out.chunks_exact_mut(s8))
+        .take(rows)
+    {
+        for (d, &v) in dst.iter_mut().zip(&src[..k]) {
+            *d = (v + 128) as u8;
+        }
+        dst[k..].fill(128);
+    }
+}

@@ -218,6 +218,8 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
             q16[r * stride + i] = c.q[r * k + i] as i16;
         }
     }
+    let mut xu = vec![0u8; b * super::u8_stride(k)];
+    super::offset_rows_u8(&q16, b, k, &mut xu);
     for flavour in [Flavour::TfliteX86, Flavour::Xnnpack] {
         for act in Activation::ALL {
             let mut want = vec![f32::NAN; b * n];
@@ -236,13 +238,21 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
                 &mut want,
                 1,
             );
-            let packed =
-                PackedWeights::new(&c.w, n, k, &row_sums, |j| c.scales[j], c.bias.as_deref());
             for kernel in simd_kernels() {
+                let packed = PackedWeights::new(
+                    &c.w,
+                    n,
+                    k,
+                    kernel.pack_group(),
+                    &row_sums,
+                    |j| c.scales[j],
+                    c.bias.as_deref(),
+                );
                 let mut got = vec![f32::NAN; b * n];
                 let p = Product {
                     packed: &packed,
                     x: &q16,
+                    xu: &xu,
                     rows: b,
                     params: &c.params,
                     flavour,
@@ -359,6 +369,80 @@ fn threaded_splits_match_reference() {
         };
         for threads in [2, 3, 8] {
             check_product(&c, threads).unwrap();
+        }
+    }
+}
+
+/// The VNNI kernel's arithmetic, emulated in scalar code on its real operands (the g = 4
+/// packing and the `q + 128` rows): lane c of `vpdpbusd` accumulates
+/// `sum_k u[k] * w[c][k]` (u8 x i8, four per step, no saturation), and the epilogue's
+/// `acc - row_sum * (zp + 128)` in wrapping i32 must equal the reference's i64
+/// `dot - row_sum * zp`. This checks the layout and the correction on any machine; the
+/// intrinsics themselves only run where AVX-512 VNNI exists.
+#[test]
+fn vnni_layout_and_offset_correction_emulated() {
+    let mut seed = 3u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for &(b, k, n) in &[
+        (1usize, 1usize, 1usize),
+        (3, 7, 17),
+        (2, 64, 33),
+        (2, 65_793, 2),
+    ] {
+        for extreme in [false, true] {
+            let w: Vec<i8> = (0..n * k)
+                .map(|_| if extreme { -128 } else { next() as u8 as i8 })
+                .collect();
+            let q: Vec<i8> = (0..b * k)
+                .map(|_| if extreme { 127 } else { next() as u8 as i8 })
+                .collect();
+            let zps: Vec<i32> = (0..b)
+                .map(|_| {
+                    if extreme {
+                        -128
+                    } else {
+                        (next() % 256) as i32 - 128
+                    }
+                })
+                .collect();
+            let row_sums: Vec<i32> = (0..n)
+                .map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
+                .collect();
+            let packed = PackedWeights::new(&w, n, k, 4, &row_sums, |_| 1.0, None);
+            let s16 = 2 * k.div_ceil(2);
+            let mut q16 = vec![0i16; b * s16];
+            for r in 0..b {
+                for i in 0..k {
+                    q16[r * s16 + i] = q[r * k + i] as i16;
+                }
+            }
+            let su = super::u8_stride(k);
+            let mut xu = vec![0u8; b * su];
+            super::offset_rows_u8(&q16, b, k, &mut xu);
+            for r in 0..b {
+                for c in 0..n {
+                    let (panel, lane) = (c / 16, c % 16);
+                    let pw = packed.panel(panel);
+                    let mut lane_acc = 0i32;
+                    for step in 0..packed.kp {
+                        for e in 0..4 {
+                            let u = xu[r * su + 4 * step + e] as i32;
+                            let wv = pw[step * 64 + lane * 4 + e] as i32;
+                            lane_acc += u * wv; // exact: |lane_acc| <= K * 255 * 128 < 2^31
+                        }
+                    }
+                    let got = lane_acc.wrapping_sub(row_sums[c].wrapping_mul(zps[r] + 128));
+                    let want =
+                        super::scalar::dot_i8(&w[c * k..(c + 1) * k], &q[r * k..(r + 1) * k])
+                            - row_sums[c] as i64 * zps[r] as i64;
+                    assert_eq!(got as i64, want, "b{b} k{k} n{n} r{r} c{c}");
+                }
+            }
         }
     }
 }

@@ -269,6 +269,19 @@ impl HybridLinear {
                 &mut scratch.params[..rows],
                 self.threads,
             );
+            if self.kernel == Kernel::Avx512Vnni {
+                grow(
+                    &mut scratch.quantized_u8,
+                    rows * crate::kernels::u8_stride(k),
+                    0,
+                );
+                crate::kernels::offset_rows_u8(
+                    &scratch.quantized16[..rows * stride],
+                    rows,
+                    k,
+                    &mut scratch.quantized_u8,
+                );
+            }
         }
         Ok(false)
     }
@@ -337,7 +350,8 @@ impl Linear for HybridLinear {
             Some(packed) => {
                 let product = driver::Product {
                     packed,
-                    x: &scratch.quantized16[..rows * 2 * packed.kp],
+                    x: &scratch.quantized16[..rows * 2 * k.div_ceil(2)],
+                    xu: &scratch.quantized_u8,
                     rows,
                     params,
                     flavour: self.config.flavour,
@@ -378,7 +392,8 @@ fn pack_for(
     weights: &QuantizedWeights,
     bias: Option<&[f32]>,
 ) -> Option<Arc<PackedWeights>> {
-    if kernel == Kernel::Scalar {
+    let group = kernel.pack_group();
+    if group == 0 {
         return None;
     }
     let values = weights.values();
@@ -389,6 +404,7 @@ fn pack_for(
         values,
         weights.n(),
         weights.k(),
+        group,
         weights.row_sums(),
         |j| weights.scale(j),
         bias,
