@@ -33,6 +33,10 @@
 //! Modules: [`quantize`] (weights and input rows), [`layer`] (the hybrid and float layers),
 //! [`fixture`] and [`check`] (golden cases made by the real TFLite), [`stats`] (error against
 //! float).
+//!
+//! The integer product, input quantization and epilogue run on a [`Kernel`] chosen once per
+//! layer from what the CPU has (AVX2 + FMA on x86-64, else the portable scalar reference);
+//! every kernel gives the same bits, for any thread count.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -58,6 +62,7 @@ pub mod toolkit;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use flavour::Flavour;
+pub use kernels::Kernel;
 pub use layer::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy, Scratch};
 pub use quantize::weights::{Granularity, QuantizedWeights, WeightRule};
 

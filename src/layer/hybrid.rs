@@ -1,16 +1,18 @@
 //! The hybrid fully-connected layer: int8 weights, f32 inputs quantized per row at run time,
 //! i32 accumulation, f32 output. TFLite's `EvalHybridDense`, bit for bit.
 
+use std::sync::Arc;
+
 use ndarray::{ArrayView1, ArrayView2};
 
-use super::epilogue;
 use super::rows::check_rows;
 use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
-use crate::kernels::scalar;
+use crate::kernels::pack::PackedWeights;
+use crate::kernels::{driver, Kernel};
 use crate::quantize::inputs::{quantize_row, RowParams};
 use crate::quantize::weights::{Granularity, QuantizedWeights};
 
@@ -44,6 +46,14 @@ pub struct HybridConfig {
     pub flavour: Flavour,
     /// NaN and infinity handling for inputs.
     pub non_finite: NonFinitePolicy,
+    /// The kernel to run; `None` picks [`Kernel::detect`] when the layer is built. Every
+    /// kernel computes the same bits. Building a layer with a kernel this CPU cannot run is
+    /// [`Error::KernelUnavailable`].
+    pub kernel: Option<Kernel>,
+    /// Threads to split a call over (0 = all cores; 1 runs on the calling thread and never
+    /// spawns). Work is split over output channels or rows, never over K, so the output bits
+    /// do not depend on it.
+    pub threads: usize,
 }
 
 impl Default for HybridConfig {
@@ -53,6 +63,8 @@ impl Default for HybridConfig {
             activation: Activation::None,
             flavour: Flavour::TfliteX86,
             non_finite: NonFinitePolicy::Error,
+            kernel: None,
+            threads: 0,
         }
     }
 }
@@ -74,17 +86,28 @@ impl Default for HybridConfig {
 /// from TFLite's flavours: when the *whole* input is zero, TFLite skips the product and
 /// returns `act(bias)`, which differs from a zero row in a non-zero batch only in the sign of a
 /// `-0.0` bias (`-0.0 + 0.0 = +0.0`).
+///
+/// **Kernels.** The layer runs one [`Kernel`], fixed when it is built (see
+/// [`HybridConfig::kernel`]); SIMD kernels use a packed copy of the weights made once here.
+/// Every kernel gives the same bits as [`Kernel::Scalar`], for any thread count.
 #[derive(Clone, Debug)]
 pub struct HybridLinear {
     weights: QuantizedWeights,
     bias: Option<Vec<f32>>,
     config: HybridConfig,
+    kernel: Kernel,
+    threads: usize,
+    /// The weights in the SIMD kernels' layout (None for the scalar kernel), shared by clones.
+    packed: Option<Arc<PackedWeights>>,
 }
 
 impl HybridLinear {
-    /// Builds the layer from quantized weights and an optional f32 bias of length N.
+    /// Builds the layer from quantized weights and an optional f32 bias of length N, packing
+    /// the weights for the configured (or detected) kernel.
     ///
-    /// Errors: a bias of the wrong length or with non-finite values.
+    /// Errors: a bias of the wrong length or with non-finite values;
+    /// [`Error::KernelUnavailable`] when `config.kernel` (or the `HYBRIDQ_KERNEL` environment
+    /// variable, when `config.kernel` is `None`) names a kernel this CPU cannot run.
     pub fn new(
         weights: QuantizedWeights,
         bias: Option<ArrayView1<'_, f32>>,
@@ -106,10 +129,15 @@ impl HybridLinear {
                 Some(b)
             }
         };
+        let kernel = resolve_kernel(config.kernel)?;
+        let packed = pack_for(kernel, &weights, bias.as_deref());
         Ok(Self {
             weights,
             bias,
             config,
+            kernel,
+            threads: resolve_threads(config.threads),
+            packed,
         })
     }
 
@@ -142,12 +170,53 @@ impl HybridLinear {
         &self.config
     }
 
-    /// The same layer with other options (weights are shared by cloning).
+    /// The kernel this layer runs.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    /// The number of threads a call is split over.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The same layer computing on up to `threads` threads (0 = all cores).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads;
+        self.threads = resolve_threads(threads);
+        self
+    }
+
+    /// The same layer with other options (weights are cloned, packed weights shared).
+    ///
+    /// # Panics
+    /// If `config.kernel` names a kernel this CPU cannot run; [`HybridLinear::try_with_config`]
+    /// returns an error instead.
+    #[track_caller]
     pub fn with_config(&self, config: HybridConfig) -> Self {
-        Self {
-            config,
-            ..self.clone()
+        match self.try_with_config(config) {
+            Ok(l) => l,
+            Err(e) => panic!("HybridLinear::with_config: {e}"),
         }
+    }
+
+    /// The same layer with other options; [`Error::KernelUnavailable`] if `config.kernel`
+    /// names a kernel this CPU cannot run.
+    pub fn try_with_config(&self, config: HybridConfig) -> Result<Self> {
+        let kernel = resolve_kernel(config.kernel)?;
+        let packed = if kernel == self.kernel {
+            self.packed.clone()
+        } else {
+            pack_for(kernel, &self.weights, self.bias.as_deref())
+        };
+        Ok(Self {
+            weights: self.weights.clone(),
+            bias: self.bias.clone(),
+            config,
+            kernel,
+            threads: resolve_threads(config.threads),
+            packed,
+        })
     }
 
     /// Quantizes `rows` rows of `x` into the scratch and returns whether the whole input is zero.
@@ -171,18 +240,48 @@ impl HybridLinear {
         if all_zero && self.config.flavour != Flavour::Xnnpack {
             return Ok(true);
         }
-        grow(&mut scratch.quantized, rows * k, 0);
         grow(&mut scratch.params, rows, RowParams::ZERO_ROW);
-        for (b, (row, q)) in x
-            .chunks_exact(k)
-            .zip(scratch.quantized.chunks_exact_mut(k))
-            .enumerate()
-        {
-            scratch.params[b] = if scratch.row_is_finite[b] {
-                quantize_row(self.config.flavour, self.config.asymmetric_inputs, row, q)
-            } else {
-                RowParams::ZERO_ROW
-            };
+        let (flavour, asym) = (self.config.flavour, self.config.asymmetric_inputs);
+        if self.kernel == Kernel::Scalar {
+            grow(&mut scratch.quantized, rows * k, 0);
+            for (b, (row, q)) in x
+                .chunks_exact(k)
+                .zip(scratch.quantized.chunks_exact_mut(k))
+                .enumerate()
+            {
+                scratch.params[b] = if scratch.row_is_finite[b] {
+                    quantize_row(flavour, asym, row, q)
+                } else {
+                    RowParams::ZERO_ROW
+                };
+            }
+        } else {
+            let stride = 2 * k.div_ceil(2);
+            grow(&mut scratch.quantized16, rows * stride, 0);
+            crate::kernels::quantize_rows(
+                self.kernel,
+                flavour,
+                asym,
+                x,
+                k,
+                &scratch.row_is_finite[..rows],
+                &mut scratch.quantized16[..rows * stride],
+                &mut scratch.params[..rows],
+                self.threads,
+            );
+            if self.kernel == Kernel::Avx512Vnni {
+                grow(
+                    &mut scratch.quantized_u8,
+                    rows * crate::kernels::u8_stride(k),
+                    0,
+                );
+                crate::kernels::offset_rows_u8(
+                    &scratch.quantized16[..rows * stride],
+                    rows,
+                    k,
+                    &mut scratch.quantized_u8,
+                );
+            }
         }
         Ok(false)
     }
@@ -228,29 +327,86 @@ impl Linear for HybridLinear {
             }
             return Ok(());
         }
-        let w = self.weights.values();
-        let w = w.as_slice().expect("weights are stored in standard layout");
-        let row_sums = self.weights.row_sums();
-        let xnnpack = self.config.flavour == Flavour::Xnnpack;
+        let params = &scratch.params[..rows];
+        match &self.packed {
+            None => {
+                let w = self.weights.values();
+                let w = w.as_slice().expect("weights are stored in standard layout");
+                driver::run_scalar(
+                    w,
+                    self.weights.row_sums(),
+                    &|j| self.weights.scale(j),
+                    &init,
+                    &scratch.quantized[..rows * k],
+                    params,
+                    k,
+                    n,
+                    self.config.flavour,
+                    act,
+                    out,
+                    self.threads,
+                );
+            }
+            Some(packed) => {
+                let product = driver::Product {
+                    packed,
+                    x: &scratch.quantized16[..rows * 2 * k.div_ceil(2)],
+                    xu: &scratch.quantized_u8,
+                    rows,
+                    params,
+                    flavour: self.config.flavour,
+                    activation: act,
+                };
+                driver::run_simd(self.kernel, &product, out, self.threads);
+            }
+        }
         for (b, out_row) in out.chunks_exact_mut(n).enumerate() {
             if !scratch.row_is_finite[b] {
                 out_row.fill(f32::NAN);
-                continue;
-            }
-            let q = &scratch.quantized[b * k..(b + 1) * k];
-            let p = scratch.params[b];
-            for (j, o) in out_row.iter_mut().enumerate() {
-                let dot = scalar::dot_i8(&w[j * k..(j + 1) * k], q);
-                let acc = dot - row_sums[j] as i64 * p.zero_point as i64;
-                let ws = self.weights.scale(j);
-                let y = if xnnpack {
-                    epilogue::xnnpack(acc, p.scale, ws, init(j))
-                } else {
-                    epilogue::tflite(acc, p.scale, ws, init(j))
-                };
-                *o = act.apply(y);
             }
         }
         Ok(())
     }
+}
+
+/// The configured kernel (checked), or the environment's, or the best one.
+fn resolve_kernel(kernel: Option<Kernel>) -> Result<Kernel> {
+    match kernel {
+        Some(k) => k.check_available(),
+        None => Ok(Kernel::from_env()?.unwrap_or_else(Kernel::detect)),
+    }
+}
+
+/// 0 means all cores.
+fn resolve_threads(threads: usize) -> usize {
+    if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    }
+}
+
+/// The packed weights a kernel needs (none for the scalar reference).
+fn pack_for(
+    kernel: Kernel,
+    weights: &QuantizedWeights,
+    bias: Option<&[f32]>,
+) -> Option<Arc<PackedWeights>> {
+    let group = kernel.pack_group();
+    if group == 0 {
+        return None;
+    }
+    let values = weights.values();
+    let values = values
+        .as_slice()
+        .expect("weights are stored in standard layout");
+    Some(Arc::new(PackedWeights::new(
+        values,
+        weights.n(),
+        weights.k(),
+        group,
+        weights.row_sums(),
+        |j| weights.scale(j),
+        bias,
+    )))
 }

@@ -2,7 +2,7 @@
 //! [`FloatLinear`] (the full-float twin with the same API), and the [`Linear`] trait that lets a
 //! pipeline swap one for the other.
 
-mod epilogue;
+pub(crate) mod epilogue;
 mod float;
 mod hybrid;
 mod rows;

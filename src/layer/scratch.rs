@@ -8,6 +8,10 @@ use crate::quantize::inputs::RowParams;
 #[derive(Debug, Default)]
 pub struct Scratch {
     pub(crate) quantized: Vec<i8>,
+    /// Quantized rows widened to i16, each zero padded to an even length (SIMD kernels).
+    pub(crate) quantized16: Vec<i16>,
+    /// Quantized rows offset to u8 (`q + 128`), each padded to a multiple of 4 (VNNI kernel).
+    pub(crate) quantized_u8: Vec<u8>,
     pub(crate) params: Vec<RowParams>,
     pub(crate) row_is_finite: Vec<bool>,
     pub(crate) input: Vec<f32>,
@@ -24,6 +28,12 @@ impl Scratch {
     /// at most that size do not allocate.
     pub fn reserve(&mut self, rows: usize, k: usize, n: usize) {
         grow(&mut self.quantized, rows * k, 0);
+        grow(&mut self.quantized16, rows * 2 * k.div_ceil(2), 0);
+        grow(
+            &mut self.quantized_u8,
+            rows * crate::kernels::u8_stride(k),
+            0,
+        );
         grow(&mut self.params, rows, RowParams::ZERO_ROW);
         grow(&mut self.row_is_finite, rows, true);
         grow(&mut self.input, rows * k, 0.0);

@@ -1,0 +1,103 @@
+//! The kernel selection API: names, parsing, availability, errors.
+
+use hybridq::{Error, HybridConfig, HybridLinear, Kernel, QuantizedWeights};
+use ndarray::array;
+
+#[test]
+fn scalar_is_always_available_and_last() {
+    let all = Kernel::available();
+    assert_eq!(all.last(), Some(&Kernel::Scalar));
+    assert!(all.contains(&Kernel::detect()));
+    for k in &all {
+        assert!(k.is_available());
+        assert_eq!(k.name().parse::<Kernel>().unwrap(), *k);
+        assert_eq!(k.to_string(), k.name());
+    }
+}
+
+#[test]
+fn names_round_trip_and_unknown_names_list_the_available_ones() {
+    for k in Kernel::ALL {
+        match k.name().parse::<Kernel>() {
+            Ok(p) => assert_eq!(p, k),
+            Err(Error::KernelUnavailable { name, .. }) => {
+                assert!(!k.is_available());
+                assert_eq!(name, k.name());
+            }
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    match "avx512-nonexistent".parse::<Kernel>() {
+        Err(Error::KernelUnavailable { name, available }) => {
+            assert_eq!(name, "avx512-nonexistent");
+            assert!(available.contains("scalar"), "{available}");
+        }
+        other => panic!("expected KernelUnavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn unavailable_kernels_are_refused_at_construction() {
+    let w = QuantizedWeights::from_parts(array![[1i8, -128], [3, 4]].view(), &[0.5]).unwrap();
+    for k in Kernel::ALL {
+        let config = HybridConfig {
+            kernel: Some(k),
+            ..HybridConfig::default()
+        };
+        let built = HybridLinear::new(w.clone(), None, config);
+        if k.is_available() {
+            assert_eq!(built.unwrap().kernel(), k);
+        } else {
+            assert!(matches!(built, Err(Error::KernelUnavailable { .. })));
+        }
+    }
+}
+
+#[test]
+fn layer_is_send_sync_and_reports_its_kernel_and_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<HybridLinear>();
+    let w = QuantizedWeights::from_parts(array![[1i8, 2], [3, 4]].view(), &[0.5]).unwrap();
+    let l = HybridLinear::new(w, None, HybridConfig::default()).unwrap();
+    assert!(Kernel::available().contains(&l.kernel()));
+    assert!(l.threads() >= 1);
+    let one = l.clone().with_threads(1);
+    assert_eq!(one.threads(), 1);
+    let s = l.with_config(HybridConfig {
+        kernel: Some(Kernel::Scalar),
+        threads: 3,
+        ..*l.config()
+    });
+    assert_eq!((s.kernel(), s.threads()), (Kernel::Scalar, 3));
+}
+
+/// `HYBRIDQ_KERNEL` is honoured, and an invalid value makes layer construction fail instead
+/// of silently running another kernel (checked through the CLI, since the variable is read
+/// once per process).
+#[test]
+fn environment_override_is_honoured_and_checked() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hybrid");
+    let run = |value: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
+            .args(["check", fixtures])
+            .env("HYBRIDQ_KERNEL", value)
+            .output()
+            .unwrap()
+    };
+    for k in Kernel::available() {
+        let out = run(k.name());
+        assert!(
+            out.status.success(),
+            "{k}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    let out = run("no-such-kernel");
+    assert!(!out.status.success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("no-such-kernel") && text.contains("not available"),
+        "{text}"
+    );
+}
