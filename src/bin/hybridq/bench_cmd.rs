@@ -75,6 +75,8 @@ pub struct Options {
     pub threads: Vec<usize>,
     pub json: bool,
     pub budget_s: f64,
+    /// The hybrid kernel to force (`None`: the best this CPU has, or `HYBRIDQ_KERNEL`).
+    pub kernel: Option<hybridq::Kernel>,
 }
 
 pub fn run(opts: &Options) -> Result<ExitCode> {
@@ -83,13 +85,13 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     for &shape in &opts.shapes {
         let w = Array2::from_shape_fn((shape.n, shape.k), |_| rng.random_range(-1.0f32..1.0));
         let x = Array2::from_shape_fn((shape.b, shape.k), |_| rng.random_range(-4.0f32..4.0));
-        let hybrid = HybridLinear::from_f32(
-            w.view(),
-            None,
-            Granularity::PerChannel,
-            HybridConfig::default(),
-        )?;
+        let config = HybridConfig {
+            kernel: opts.kernel,
+            ..HybridConfig::default()
+        };
+        let base = HybridLinear::from_f32(w.view(), None, Granularity::PerChannel, config)?;
         for &threads in &opts.threads {
+            let hybrid = base.clone().with_threads(threads);
             let float = FloatLinear::new(w.view(), None, Default::default())?.with_threads(threads);
             let mut out = Array2::<f32>::zeros((shape.b, shape.n));
             let mut scratch = Scratch::new();
@@ -102,7 +104,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
                 shape,
                 threads,
                 imp: "hybrid",
-                kernel: "scalar".into(),
+                kernel: hybrid.kernel().name().into(),
                 median_us: t,
             });
             let t = median_us(opts.budget_s, || {
@@ -134,6 +136,20 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         print_table(&rows);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the kernels this CPU can run, the one chosen by default first.
+pub fn list_kernels() {
+    let chosen = hybridq::Kernel::detect();
+    for k in hybridq::Kernel::available() {
+        let mark = if k == chosen { " (default)" } else { "" };
+        let exp = if k.is_experimental() {
+            " [experimental]"
+        } else {
+            ""
+        };
+        println!("{}{mark}{exp}", k.name());
+    }
 }
 
 fn print_table(rows: &[Row]) {

@@ -42,6 +42,12 @@ enum Command {
         /// Seconds of timed calls per measurement.
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
+        /// Force a hybrid kernel by name (`hybridq bench --list-kernels` shows this CPU's).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// List the kernels this CPU can run and exit.
+        #[arg(long)]
+        list_kernels: bool,
     },
     /// Quantize a default layer, run it beside the float layer and the shipped fixtures, and
     /// print accuracy and timing side by side.
@@ -86,11 +92,20 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { paths } => check_cmd::run(&paths),
         Command::Bench {
+            list_kernels: true, ..
+        } => {
+            bench_cmd::list_kernels();
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
             shapes,
             threads,
             json,
             seconds,
+            kernel,
+            ..
         } => bench_cmd::parse_shapes(&shapes).and_then(|shapes| {
+            let kernel = kernel.map(|k| k.parse::<hybridq::Kernel>()).transpose()?;
             let all = std::thread::available_parallelism().map_or(1, |n| n.get());
             let mut threads: Vec<usize> = threads
                 .into_iter()
@@ -102,6 +117,7 @@ fn main() -> ExitCode {
                 threads,
                 json,
                 budget_s: seconds,
+                kernel,
             })
         }),
         Command::Demo {
