@@ -45,8 +45,8 @@ fn every_int8_fixture_is_bit_exact() {
 }
 
 #[test]
-fn shared_int8_samples_pass() {
-    let dir = manifest().join("../shared/samples/int8");
+fn sample_int8_cases_pass() {
+    let dir = manifest().join("fixtures/samples/int8");
     assert!(dir.is_dir(), "{} is missing", dir.display());
     let cases = int8_cases(&dir);
     assert!(!cases.is_empty());
