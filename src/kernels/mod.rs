@@ -32,6 +32,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512vnni;
 pub(crate) mod driver;
 pub(crate) mod float;
+pub(crate) mod float_packed;
 pub(crate) mod pack;
 pub(crate) mod quant;
 pub(crate) mod scalar;

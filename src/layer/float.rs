@@ -1,19 +1,25 @@
 //! The full-float layer: the same API as [`HybridLinear`](super::HybridLinear), f32 weights.
 
-use ndarray::{ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use super::rows::check_rows;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
 use crate::error::{check_finite, Error, Result};
+use crate::kernels::float_packed::{self, PackedF32};
 
 /// `y = act(bias + x W^T)` in f32, with `W` `[N, K]` as given (no quantization).
+///
+/// On CPUs with AVX2 and FMA the weights are packed once into 16-channel panels and every output
+/// is one in-order chain of fused multiply-adds over K, so a row's result never depends on the
+/// batch it is in or on the thread count. Elsewhere a GEMV loop (small batches) or
+/// matrixmultiply (large ones) computes it.
 ///
 /// Inputs follow IEEE arithmetic: a NaN in a row propagates to that row's outputs (before the
 /// activation clamps it, as TFLite's float kernel does).
 #[derive(Clone, Debug)]
 pub struct FloatLinear {
-    weights: Vec<f32>,
+    weights: FloatWeights,
     n: usize,
     k: usize,
     bias: Option<Vec<f32>>,
@@ -41,6 +47,11 @@ impl FloatLinear {
         }
         let weights: Vec<f32> = weights.iter().copied().collect();
         check_finite(OP, "weights", &weights)?;
+        let weights = if float_packed::available() {
+            FloatWeights::Packed(PackedF32::pack(&weights, n, k))
+        } else {
+            FloatWeights::RowMajor(weights)
+        };
         let bias = match bias {
             None => None,
             Some(b) if b.len() != n => {
@@ -77,14 +88,26 @@ impl FloatLinear {
         self
     }
 
+    /// The kernel that computes this layer: `f32-avx2-fma` (packed panels) or `f32-portable`.
+    pub fn kernel_name(&self) -> &'static str {
+        match self.weights {
+            FloatWeights::Packed(_) => "f32-avx2-fma",
+            FloatWeights::RowMajor(_) => "f32-portable",
+        }
+    }
+
     /// The number of threads the layer computes on.
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// The weights, `[N, K]`.
-    pub fn weights(&self) -> ArrayView2<'_, f32> {
-        ArrayView2::from_shape((self.n, self.k), &self.weights).expect("n * k weights")
+    /// The weights, `[N, K]` (a copy: the layer may keep them in a packed order).
+    pub fn weights(&self) -> Array2<f32> {
+        let w = match &self.weights {
+            FloatWeights::Packed(p) => p.unpack(),
+            FloatWeights::RowMajor(w) => w.clone(),
+        };
+        Array2::from_shape_vec((self.n, self.k), w).expect("n * k weights")
     }
 
     /// The bias, if any.
@@ -122,7 +145,12 @@ impl Linear for FloatLinear {
             out.fill(0.0);
             return Ok(());
         }
-        crate::kernels::float::matmul_xwt(rows, k, n, x, &self.weights, out, self.threads);
+        match &self.weights {
+            FloatWeights::Packed(p) => float_packed::matmul(p, rows, x, out, self.threads),
+            FloatWeights::RowMajor(w) => {
+                crate::kernels::float::matmul_xwt(rows, k, n, x, w, out, self.threads)
+            }
+        }
         for out_row in out.chunks_exact_mut(n) {
             for (j, o) in out_row.iter_mut().enumerate() {
                 let v = match &self.bias {
@@ -139,4 +167,13 @@ impl Linear for FloatLinear {
 /// All cores.
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How the float layer keeps its weights.
+#[derive(Clone, Debug)]
+enum FloatWeights {
+    /// Panels for the AVX2+FMA kernel.
+    Packed(PackedF32),
+    /// Row-major `[N, K]` for the portable path.
+    RowMajor(Vec<f32>),
 }

@@ -135,7 +135,7 @@ impl WeightOnlyLinear {
     }
 
     /// The decoded f32 weights the layer computes with.
-    pub fn decoded_weights(&self) -> ArrayView2<'_, f32> {
+    pub fn decoded_weights(&self) -> Array2<f32> {
         self.inner.weights()
     }
 }

@@ -112,11 +112,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
                     .forward_into(x.view(), out.view_mut(), &mut scratch)
                     .expect("valid shapes")
             });
-            let kernel = if shape.b <= 16 {
-                "f32-gemv"
-            } else {
-                "matrixmultiply"
-            };
+            let kernel = float.kernel_name();
             rows.push(Row {
                 shape,
                 threads,
