@@ -107,31 +107,17 @@ pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads
     if threads == 1 {
         task(0, rows, 0, panels);
     } else if panels >= threads {
-        // One contiguous range of panels (one contiguous piece of the weight stream) per task.
-        split(threads, |t| {
+        (0..threads).into_par_iter().for_each(|t| {
             let (j0, j1) = (panels * t / threads, panels * (t + 1) / threads);
             task(0, rows, j0, j1);
         });
     } else {
         let blocks = rows.div_ceil(MR);
-        split(threads, |t| {
+        (0..threads).into_par_iter().for_each(|t| {
             let (b0, b1) = (blocks * t / threads, blocks * (t + 1) / threads);
             task((b0 * MR).min(rows), (b1 * MR).min(rows), 0, panels);
         });
     }
-}
-
-/// Runs `f(0)` .. `f(tasks - 1)`: task 0 on the calling thread, the others on rayon's pool
-/// (so a 2-way split wakes one worker instead of handing both halves to the pool and
-/// sleeping).
-fn split(tasks: usize, f: impl Fn(usize) + Sync) {
-    let f = &f;
-    rayon::in_place_scope(|s| {
-        for t in 1..tasks {
-            s.spawn(move |_| f(t));
-        }
-        f(0);
-    });
 }
 
 /// Rows `[r0, r1)` x panels `[j0, j1)`.
