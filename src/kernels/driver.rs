@@ -148,6 +148,9 @@ unsafe fn run_block(
         hi,
     };
     let long_k = pk.k > I32_COMBINE_MAX_K;
+    // Small batches stream each panel from memory (at most 2 row blocks, the weights read once
+    // per call); large ones are compute-bound on weights held in L2.
+    let prefetch = p.rows <= 2 * MR;
     let mut g0 = j0;
     while g0 < j1 {
         let g1 = (g0 + group).min(j1);
@@ -172,6 +175,7 @@ unsafe fn run_block(
                     out: unsafe { out.0.add(r * n + c0) },
                     out_stride: n,
                     width,
+                    prefetch,
                 };
                 // SAFETY: contracts 1-2 forwarded; the tile lies within the block.
                 unsafe {
@@ -214,6 +218,8 @@ struct Tile<'a> {
     out: *mut f32,
     out_stride: usize,
     width: usize,
+    /// Prefetch the weight stream (small batches).
+    prefetch: bool,
 }
 
 /// A fused tile: integer dots and vector epilogue.
@@ -237,15 +243,16 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
                 t.out_stride,
                 t.width,
             );
+            let pf = t.prefetch;
             // SAFETY: AVX2 and FMA were detected (contract 1); operands are in bounds
             // (contract 2); K <= I32_COMBINE_MAX_K so the runs are exact and the i32
             // combination does not lose the true value.
             unsafe {
                 match mr {
-                    4 => tile::<4>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd),
-                    3 => tile::<3>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd),
-                    2 => tile::<2>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd),
-                    _ => tile::<1>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd),
+                    4 => tile::<4>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
+                    3 => tile::<3>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
+                    2 => tile::<2>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
+                    _ => tile::<1>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
                 }
             }
         }

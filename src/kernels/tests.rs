@@ -341,6 +341,51 @@ fn extreme_values_around_the_i32_limits() {
     }
 }
 
+/// The one-row GEMV path (`avx2::dots_gemv`: 4 K pairs per iteration, then single pairs) on
+/// every remainder of the unrolled K loop and of the 16-channel panel, with extreme values
+/// (-128 on both sides) and single threads and a channel split.
+#[test]
+fn gemv_matches_reference_on_every_remainder() {
+    let mut seed = 7u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as u32
+    };
+    for k in (1..=24).chain([63, 64, 65, 4095, 4096, 4097]) {
+        for n in [1usize, 7, 16, 17, 33, 48] {
+            for extreme in [false, true] {
+                let mut val = |_| {
+                    if extreme {
+                        [-128i8, 127, -128][next() as usize % 3]
+                    } else {
+                        next() as u8 as i8
+                    }
+                };
+                let w = (0..n * k).map(&mut val).collect();
+                let q = (0..k).map(&mut val).collect();
+                let c = ProductCase {
+                    b: 1,
+                    k,
+                    n,
+                    w,
+                    q,
+                    params: vec![RowParams {
+                        scale: 0.37,
+                        zero_point: (next() % 256) as i32 - 128,
+                    }],
+                    scales: (0..n).map(|j| 0.001 * (j + 1) as f32).collect(),
+                    bias: Some((0..n).map(|j| j as f32 - 3.5).collect()),
+                };
+                for threads in [1, 2] {
+                    check_product(&c, threads).unwrap();
+                }
+            }
+        }
+    }
+}
+
 /// A product large enough to run on several tasks (channel split, then row split).
 #[test]
 fn threaded_splits_match_reference() {
