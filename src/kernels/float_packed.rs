@@ -39,7 +39,11 @@ impl PackedF32 {
     pub(crate) fn pack(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "PackedF32::pack: n * k weights");
         let count = n.div_ceil(NR);
-        let mut panels = vec![0.0f32; count * k * NR];
+        let len = count * k * NR;
+        let mut panels: Vec<f32> = Vec::with_capacity(len);
+        // Large layers stream their weights: back them with huge pages before the first touch.
+        super::pack::advise_huge_pages(&mut panels.spare_capacity_mut()[..len]);
+        panels.resize(len, 0.0);
         for (j, row) in w.chunks_exact(k.max(1)).take(n).enumerate() {
             let panel = &mut panels[(j / NR) * k * NR..];
             for (p, &v) in row.iter().enumerate() {

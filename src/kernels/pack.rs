@@ -150,7 +150,7 @@ const HUGE_PAGE_MIN: usize = 4 << 20;
 /// streaming the weights does not cross a 4 KiB page boundary (a TLB miss, and the end of
 /// the hardware prefetcher's stream) every 4 KiB. Best effort: the result is ignored, and
 /// nothing changes elsewhere or for small layers.
-fn advise_huge_pages<T>(storage: &mut [std::mem::MaybeUninit<T>]) {
+pub(crate) fn advise_huge_pages<T>(storage: &mut [std::mem::MaybeUninit<T>]) {
     let len = std::mem::size_of_val(storage);
     if len < HUGE_PAGE_MIN {
         return;
