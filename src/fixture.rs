@@ -225,13 +225,6 @@ fn load_hybrid(a: &NpzArchive) -> Result<HybridCase> {
     let shape_err = |key: &str, want: String, got: &[usize]| {
         fail(format!("array `{key}`: expected shape {want}, got {got:?}"))
     };
-    if n == 0 {
-        return Err(shape_err(
-            "weights",
-            "[N, K] with N >= 1".into(),
-            weights.shape(),
-        ));
-    }
     if weights_q.dim() != (n, k) {
         return Err(shape_err(
             "weights_q",
@@ -239,21 +232,13 @@ fn load_hybrid(a: &NpzArchive) -> Result<HybridCase> {
             weights_q.shape(),
         ));
     }
-    if weight_scales.len() != n && weight_scales.len() != 1 {
-        return Err(shape_err(
-            "weight_scales",
-            format!("[{n}] or [1]"),
-            weight_scales.shape(),
-        ));
-    }
-    if let Some(b) = &bias {
-        if b.len() != n {
-            return Err(shape_err("bias", format!("[{n}]"), b.shape()));
-        }
-    }
-    if input.ndim() == 0 || input.shape().last() != Some(&k) {
-        return Err(shape_err("input", format!("[..., {k}]"), input.shape()));
-    }
+    check_layer_shapes(
+        path,
+        ("weights", weights.shape()),
+        weight_scales.shape(),
+        bias.as_ref().map(|b| ("bias", b.shape())),
+        ("input", input.shape()),
+    )?;
     let case = HybridCase {
         path: path.to_path_buf(),
         input,
@@ -318,32 +303,17 @@ fn load_integer(a: &NpzArchive) -> Result<IntegerCase> {
             )));
         }
     }
-    let (n, k) = weights_q.dim();
+    let n = weights_q.nrows();
     let shape_err = |key: &str, want: String, got: &[usize]| {
         fail(format!("array `{key}`: expected shape {want}, got {got:?}"))
     };
-    if n == 0 {
-        return Err(shape_err(
-            "weights_q",
-            "[N, K] with N >= 1".into(),
-            weights_q.shape(),
-        ));
-    }
-    if weight_scales.len() != n && weight_scales.len() != 1 {
-        return Err(shape_err(
-            "weight_scales",
-            format!("[{n}] or [1]"),
-            weight_scales.shape(),
-        ));
-    }
-    if let Some(b) = &bias_q {
-        if b.len() != n {
-            return Err(shape_err("bias_q", format!("[{n}]"), b.shape()));
-        }
-    }
-    if input_q.ndim() == 0 || input_q.shape().last() != Some(&k) {
-        return Err(shape_err("input_q", format!("[..., {k}]"), input_q.shape()));
-    }
+    check_layer_shapes(
+        path,
+        ("weights_q", weights_q.shape()),
+        weight_scales.shape(),
+        bias_q.as_ref().map(|b| ("bias_q", b.shape())),
+        ("input_q", input_q.shape()),
+    )?;
     let mut out_shape = input_q.shape().to_vec();
     *out_shape.last_mut().expect("rank >= 1") = n;
     if expected_q.shape() != out_shape.as_slice() {
@@ -366,6 +336,39 @@ fn load_integer(a: &NpzArchive) -> Result<IntegerCase> {
         activation,
         expected_q,
     })
+}
+
+/// The shape rules both case kinds share, for weights `[N, K]`: N >= 1, scales `[N]` or `[1]`,
+/// a bias `[N]`, an input `[..., K]`. Each argument is `(key, shape)`.
+fn check_layer_shapes(
+    path: &Path,
+    weights: (&str, &[usize]),
+    scales: &[usize],
+    bias: Option<(&str, &[usize])>,
+    input: (&str, &[usize]),
+) -> Result<()> {
+    let err = |key: &str, want: String, got: &[usize]| {
+        file_error(
+            path,
+            format!("array `{key}`: expected shape {want}, got {got:?}"),
+        )
+    };
+    let (n, k) = (weights.1[0], weights.1[1]);
+    if n == 0 {
+        return Err(err(weights.0, "[N, K] with N >= 1".into(), weights.1));
+    }
+    if scales != [n] && scales != [1] {
+        return Err(err("weight_scales", format!("[{n}] or [1]"), scales));
+    }
+    if let Some((key, b)) = bias {
+        if b != [n] {
+            return Err(err(key, format!("[{n}]"), b));
+        }
+    }
+    if input.1.last() != Some(&k) {
+        return Err(err(input.0, format!("[..., {k}]"), input.1));
+    }
+    Ok(())
 }
 
 /// Collects the `.npz` files named by `paths`: files as given, directories searched
