@@ -152,3 +152,22 @@ pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32])
         }),
     }
 }
+
+/// Validates an optional f32 bias for N output channels (length N, finite values) and copies it.
+pub(crate) fn checked_bias(
+    op: &'static str,
+    n: usize,
+    bias: Option<ndarray::ArrayView1<'_, f32>>,
+) -> Result<Option<Vec<f32>>> {
+    let Some(b) = bias else { return Ok(None) };
+    if b.len() != n {
+        return Err(Error::shape(
+            op,
+            format!("bias of length N = {n}"),
+            format!("length {}", b.len()),
+        ));
+    }
+    let b = b.to_vec();
+    check_finite(op, "bias", &b)?;
+    Ok(Some(b))
+}

@@ -4,6 +4,8 @@
 
 use rayon::prelude::*;
 
+use super::SharedOut;
+
 /// Largest batch handled by the GEMV path (weights streamed once, input rows in groups of
 /// [`ROW_GROUP`]); larger batches go to matrixmultiply.
 pub(crate) const GEMV_MAX_ROWS: usize = 16;
@@ -38,15 +40,6 @@ pub(crate) fn matmul_xwt(
             .for_each(|(o, xs)| sgemm_xwt(xs.len() / k, k, n, xs, w, o));
     }
 }
-
-/// Raw output pointer shared by GEMV tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: tasks given a `SharedOut` write only the columns of their own disjoint channel range
-// (see `gemv_threaded`), so no two threads touch the same element.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above; the pointer is only used for disjoint writes.
-unsafe impl Sync for SharedOut {}
 
 fn gemv_threaded(
     rows: usize,

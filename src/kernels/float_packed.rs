@@ -10,6 +10,8 @@
 
 use rayon::prelude::*;
 
+use super::SharedOut;
+
 /// Output channels per panel (two 8-lane vectors).
 pub(crate) const NR: usize = 16;
 
@@ -115,15 +117,6 @@ fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
         Some(item)
     })
 }
-
-/// Raw output pointer shared by tasks that write disjoint column ranges.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: each task writes only the columns of its own panel range (see `matmul`), so no two
-// threads touch the same element; the pointee outlives the parallel section.
-unsafe impl Send for SharedOut {}
-// SAFETY: as above.
-unsafe impl Sync for SharedOut {}
 
 /// `out[rows, N] = x[rows, K] * W^T` with the SIMD kernel on up to `threads` threads (split over
 /// panels). Falls back to [`matmul_scalar`] when the CPU lacks AVX2 or FMA.

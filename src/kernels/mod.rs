@@ -31,6 +31,16 @@ pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512vnni;
 pub(crate) mod driver;
+/// Raw output pointer handed to parallel tasks that each write a disjoint set of elements (their
+/// own output columns); the callers state that disjointness where they split the work.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedOut(pub(crate) *mut f32);
+// SAFETY: a `SharedOut` is only used by tasks that write disjoint elements (see `float::
+// gemv_threaded` and `float_packed::matmul`), and the pointee outlives the parallel section.
+unsafe impl Send for SharedOut {}
+// SAFETY: as above; the pointer is only used for disjoint writes.
+unsafe impl Sync for SharedOut {}
+
 pub(crate) mod float;
 pub(crate) mod float_packed;
 pub(crate) mod pack;

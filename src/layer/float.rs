@@ -52,21 +52,7 @@ impl FloatLinear {
         } else {
             FloatWeights::RowMajor(weights)
         };
-        let bias = match bias {
-            None => None,
-            Some(b) if b.len() != n => {
-                return Err(Error::shape(
-                    OP,
-                    format!("bias of length N = {n}"),
-                    format!("length {}", b.len()),
-                ))
-            }
-            Some(b) => {
-                let b = b.to_vec();
-                check_finite(OP, "bias", &b)?;
-                Some(b)
-            }
-        };
+        let bias = crate::error::checked_bias(OP, n, bias)?;
         Ok(Self {
             weights,
             n,

@@ -114,21 +114,7 @@ impl HybridLinear {
         config: HybridConfig,
     ) -> Result<Self> {
         const OP: &str = "HybridLinear::new";
-        let bias = match bias {
-            None => None,
-            Some(b) => {
-                if b.len() != weights.n() {
-                    return Err(Error::shape(
-                        OP,
-                        format!("bias of length N = {}", weights.n()),
-                        format!("length {}", b.len()),
-                    ));
-                }
-                let b = b.to_vec();
-                crate::error::check_finite(OP, "bias", &b)?;
-                Some(b)
-            }
-        };
+        let bias = crate::error::checked_bias(OP, weights.n(), bias)?;
         let kernel = resolve_kernel(config.kernel)?;
         let packed = pack_for(kernel, &weights, bias.as_deref());
         Ok(Self {
