@@ -6,13 +6,16 @@ Peers (all on f32 input -> f32 output, weights already quantized where the engin
   - TFLite 2.21 with its default XNNPACK delegate (qd8-f32-qc8w dynamic quantization),
   - ONNX Runtime dynamic int8 quantization (quantize_dynamic of a MatMul, per-channel int8),
   - the best f32 peer: min(TFLite float + XNNPACK, ONNX Runtime float MatMul).
-hybridq's numbers come from `hybridq bench --json` run right after, on the same shapes.
+hybridq's numbers come from `hybridq bench --json` (the release binary, built first), run right
+after the peers on each shape and thread count. The host may be noisy (a shared VM): the whole
+sweep is repeated `--rounds` times and each cell is the median of its per-round medians, so that
+a slow minute shifts every engine alike instead of one column.
 
 Optional and outside CI. It installs what it needs with pip:
     pip install tensorflow-cpu==2.21.0 onnxruntime onnx numpy
 Usage:
     python3 benches/peers/run_peers.py [--shapes 1x4096x4096,8x4096x4096] [--threads 1,2]
-                                       [--seconds 1.0] [--json out.json]
+                                       [--seconds 1.0] [--rounds 3] [--json out.json]
 """
 
 import argparse
@@ -105,13 +108,17 @@ def time_ort(ort, path, x, threads, seconds):
     return median_us(lambda: sess.run(None, {"x": x}), seconds)
 
 
-def hybridq_times(shapes, threads, seconds):
+def build_hybridq():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    cmd = ["cargo", "run", "--release", "--quiet", "--", "bench", "--json",
-           "--shapes", shapes, "--threads", ",".join(map(str, threads)), "--seconds", str(seconds)]
-    out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
-    rows = json.loads(out)
-    return {(r["shape"], r["threads"], r["impl"]): r for r in rows}
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
+    return os.path.join(root, "target", "release", "hybridq")
+
+
+def hybridq_times(binary, shape, threads, seconds):
+    cmd = [binary, "bench", "--json", "--shapes", shape, "--threads", str(threads),
+           "--seconds", str(seconds)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return {r["impl"]: r for r in json.loads(out)}
 
 
 def main():
@@ -119,6 +126,7 @@ def main():
     ap.add_argument("--shapes", default=DEFAULT_SHAPES)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="repeat the sweep, report medians over rounds")
     ap.add_argument("--json", help="also write all measurements to this file")
     args = ap.parse_args()
     ensure_packages()
@@ -135,8 +143,9 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"CPU: {cpu}; TFLite {tf.__version__}; ONNX Runtime {ort.__version__}", flush=True)
     Resolver = tf.lite.experimental.OpResolverType
+    binary = build_hybridq()
     rng = np.random.default_rng(11)
-    peers = {}
+    cases = []
     tmp = tempfile.mkdtemp(prefix="hybridq-peers-")
     for shape in args.shapes.split(","):
         b, k, n = (int(v) for v in shape.split("x"))
@@ -147,31 +156,42 @@ def main():
         q_path = os.path.join(tmp, f"{shape}.int8.onnx")
         onnx_matmul(onnx, w, f32_path)
         quantize_dynamic(f32_path, q_path, weight_type=QuantType.QInt8, per_channel=True)
-        for t in threads:
-            r = {
-                "tflite_builtin": time_tflite(tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES, args.seconds),
-                "tflite_xnnpack": time_tflite(tf, hybrid_model, x, t, Resolver.AUTO, args.seconds),
-                "ort_dynamic_int8": time_ort(ort, q_path, x, t, args.seconds),
-                "tflite_float_xnnpack": time_tflite(tf, float_model, x, t, Resolver.AUTO, args.seconds),
-                "ort_float": time_ort(ort, f32_path, x, t, args.seconds),
-            }
-            peers[(shape, t)] = r
-            print(f"  measured peers {shape} threads {t}", file=sys.stderr, flush=True)
-        for p in (f32_path, q_path):
-            os.remove(p)
+        cases.append((shape, x, hybrid_model, float_model, f32_path, q_path))
+    samples = {}  # (shape, threads) -> engine -> [median per round]
+    for round_ in range(args.rounds):
+        for shape, x, hybrid_model, float_model, f32_path, q_path in cases:
+            for t in threads:
+                hq = hybridq_times(binary, shape, t, args.seconds)
+                r = {
+                    "tflite_builtin": time_tflite(tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES, args.seconds),
+                    "tflite_xnnpack": time_tflite(tf, hybrid_model, x, t, Resolver.AUTO, args.seconds),
+                    "ort_dynamic_int8": time_ort(ort, q_path, x, t, args.seconds),
+                    "tflite_float_xnnpack": time_tflite(tf, float_model, x, t, Resolver.AUTO, args.seconds),
+                    "ort_float": time_ort(ort, f32_path, x, t, args.seconds),
+                    "hybridq_hybrid": hq["hybrid"]["median_us"],
+                    "hybridq_float": hq["float"]["median_us"],
+                }
+                kernel = hq["hybrid"]["kernel"]
+                for key, v in r.items():
+                    samples.setdefault((shape, t), {}).setdefault(key, []).append(v)
+                print(f"  round {round_ + 1}/{args.rounds}: {shape} threads {t}", file=sys.stderr, flush=True)
+    for _, _, _, _, f32_path, q_path in cases:
+        os.remove(f32_path)
+        os.remove(q_path)
+    peers = {key: {e: statistics.median(v) for e, v in engines.items()} for key, engines in samples.items()}
 
-    ours = hybridq_times(args.shapes, threads, args.seconds)
     header = (f"{'shape BxKxN':<15}{'thr':>4}{'hybridq':>10}{'TFLite':>10}{'XNNPACK':>10}{'ORT int8':>10}"
               f"{'XNN/hq':>8}{'TFL/hq':>8}{'ORT/hq':>8}{'hq f32':>10}{'best f32':>10}{'f32/best':>9}")
-    print("\nmedian microseconds per call (f32 in, f32 out); ratios = peer time / hybridq time")
+    print(f"\nmedian microseconds per call (f32 in, f32 out), median of {args.rounds} rounds; "
+          "ratios = peer time / hybridq time")
     print(header)
     table = []
     for (shape, t), r in peers.items():
-        hq = ours[(shape, t, "hybrid")]["median_us"]
-        hf = ours[(shape, t, "float")]["median_us"]
+        hq = r["hybridq_hybrid"]
+        hf = r["hybridq_float"]
         best_f32 = min(r["tflite_float_xnnpack"], r["ort_float"])
-        row = dict(shape=shape, threads=t, hybridq_hybrid=hq, hybridq_float=hf, best_f32=best_f32,
-                   hybridq_kernel=ours[(shape, t, "hybrid")]["kernel"], **r)
+        row = dict(shape=shape, threads=t, best_f32=best_f32, hybridq_kernel=kernel,
+                   rounds=samples[(shape, t)], **r)
         table.append(row)
         print(f"{shape:<15}{t:>4}{hq:>10.1f}{r['tflite_builtin']:>10.1f}{r['tflite_xnnpack']:>10.1f}"
               f"{r['ort_dynamic_int8']:>10.1f}{r['tflite_xnnpack'] / hq:>8.2f}{r['tflite_builtin'] / hq:>8.2f}"

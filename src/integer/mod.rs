@@ -543,7 +543,7 @@ impl IntegerLinear {
         // against each input row; the result is written channel-major, then transposed.
         const BLOCK: usize = 64;
         let mut out_t = vec![0i8; n * rows];
-        let work = |(bi, chunk): (usize, &mut [i8])| {
+        let work = |bi: usize, chunk: &mut [i8]| {
             let n0 = bi * BLOCK;
             let nb = chunk.len() / rows;
             let mut j = 0;
@@ -568,15 +568,12 @@ impl IntegerLinear {
                 j += take;
             }
         };
-        if n.saturating_mul(k).saturating_mul(rows) >= 1 << 18 {
-            use rayon::prelude::*;
-            out_t
-                .par_chunks_mut(BLOCK * rows)
-                .enumerate()
-                .for_each(work);
+        let threads = if n.saturating_mul(k).saturating_mul(rows) >= 1 << 18 {
+            std::thread::available_parallelism().map_or(1, |c| c.get())
         } else {
-            out_t.chunks_mut(BLOCK * rows).enumerate().for_each(work);
-        }
+            1
+        };
+        crate::kernels::for_each_chunk(&mut out_t, BLOCK * rows, threads, work);
         for (c, col) in out_t.chunks_exact(rows).enumerate() {
             for (r, &v) in col.iter().enumerate() {
                 out[r * n + c] = v;

@@ -12,8 +12,6 @@
     allow(dead_code, unused_imports, unused_variables, unused_mut)
 )]
 
-use rayon::prelude::*;
-
 use super::pack::{PackedWeights, NR, PAIR_BYTES};
 use super::scalar;
 use super::Kernel;
@@ -39,8 +37,9 @@ const _: () = assert!(LONG_K_CHUNK <= scalar::EXACT_I32_RUN && LONG_K_CHUNK <= I
 const GROUP_BYTES: usize = 192 * 1024;
 
 /// Multiply-adds per task below which a call uses fewer tasks (down to one, on the calling
-/// thread): waking a rayon worker costs ~10 us, about the time of 2^20 multiply-adds.
-const MACS_PER_TASK: usize = 1 << 20;
+/// thread): handing a task to a spinning pool worker costs well under a microsecond, about the
+/// time of 2^16 multiply-adds (a parked worker takes longer to wake, see [`super::pool`]).
+pub(crate) const MACS_PER_TASK: usize = 1 << 16;
 
 /// Tasks for a call of `macs` multiply-adds on up to `threads` threads.
 fn tasks_for(macs: usize, threads: usize) -> usize {
@@ -107,13 +106,13 @@ pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads
     if threads == 1 {
         task(0, rows, 0, panels);
     } else if panels >= threads {
-        (0..threads).into_par_iter().for_each(|t| {
+        super::pool::run(threads, threads, &|t| {
             let (j0, j1) = (panels * t / threads, panels * (t + 1) / threads);
             task(0, rows, j0, j1);
         });
     } else {
         let blocks = rows.div_ceil(MR);
-        (0..threads).into_par_iter().for_each(|t| {
+        super::pool::run(threads, threads, &|t| {
             let (b0, b1) = (blocks * t / threads, blocks * (t + 1) / threads);
             task((b0 * MR).min(rows), (b1 * MR).min(rows), 0, panels);
         });
@@ -405,12 +404,10 @@ pub(crate) fn run_scalar(
         }
     } else {
         let per = rows.div_ceil(threads);
-        out.par_chunks_mut(per * n)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                for (i, o) in chunk.chunks_exact_mut(n).enumerate() {
-                    row(t * per + i, o);
-                }
-            });
+        super::pool::for_each_chunk(out, per * n, threads, |t, chunk| {
+            for (i, o) in chunk.chunks_exact_mut(n).enumerate() {
+                row(t * per + i, o);
+            }
+        });
     }
 }

@@ -2,8 +2,6 @@
 //! streamed once for up to [`GEMV_MAX_ROWS`] input rows) and matrixmultiply's GEMM beyond.
 //! Work is split over output channels (GEMV) or rows (GEMM), never over K.
 
-use rayon::prelude::*;
-
 use super::SharedOut;
 
 /// Largest batch handled by the GEMV path (weights streamed once, input rows in groups of
@@ -34,10 +32,10 @@ pub(crate) fn matmul_xwt(
         sgemm_xwt(rows, k, n, x, w, out);
     } else {
         let per = rows.div_ceil(threads);
-        out[..rows * n]
-            .par_chunks_mut(per * n)
-            .zip(x[..rows * k].par_chunks(per * k))
-            .for_each(|(o, xs)| sgemm_xwt(xs.len() / k, k, n, xs, w, o));
+        super::pool::for_each_chunk(&mut out[..rows * n], per * n, threads, |t, o| {
+            let xs = &x[t * per * k..][..o.len() / n * k];
+            sgemm_xwt(o.len() / n, k, n, xs, w, o)
+        });
     }
 }
 
@@ -57,14 +55,11 @@ fn gemv_threaded(
         return;
     }
     let shared = SharedOut(out.as_mut_ptr());
-    (0..n)
-        .step_by(block)
-        .collect::<Vec<_>>()
-        .into_par_iter()
-        .for_each(|start| {
-            let s = shared;
-            gemv_block(rows, k, n, x, w, start..(start + block).min(n), s.0);
-        });
+    super::pool::run(n.div_ceil(block), threads, &|t| {
+        let s = shared;
+        let start = t * block;
+        gemv_block(rows, k, n, x, w, start..(start + block).min(n), s.0);
+    });
 }
 
 /// Channels `cols` of `out` (row-major `[rows, n]`, given as a raw pointer so that tasks can

@@ -8,8 +8,6 @@
 //! [`matmul_scalar`], which runs the same chain with `f32::mul_add`, is the bit-exact scalar
 //! twin.
 
-use rayon::prelude::*;
-
 use super::SharedOut;
 
 /// Output channels per panel (two 8-lane vectors).
@@ -18,8 +16,8 @@ pub(crate) const NR: usize = 16;
 /// Input rows per register tile (`2 * MR` accumulators of 16 ymm registers).
 pub(crate) const MR: usize = 6;
 
-/// Multiply-adds below which a thread split does not pay for waking a worker.
-const MACS_PER_TASK: usize = 1 << 18;
+/// Multiply-adds per task below which a call uses fewer tasks (as the int8 driver's).
+use super::driver::MACS_PER_TASK;
 
 /// Weights `[N, K]` repacked as `ceil(N / 16)` panels of `K x 16` values (channel-minor, zero
 /// padded past N).
@@ -192,9 +190,9 @@ pub(crate) fn matmul(w: &PackedF32, rows: usize, x: &[f32], out: &mut [f32], thr
         run(0..panels);
     } else {
         let per = panels.div_ceil(tasks);
-        (0..tasks)
-            .into_par_iter()
-            .for_each(|t| run(t * per..((t + 1) * per).min(panels)));
+        super::pool::run(tasks, tasks, &|t| {
+            run((t * per).min(panels)..((t + 1) * per).min(panels))
+        });
     }
 }
 

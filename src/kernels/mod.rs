@@ -44,6 +44,9 @@ unsafe impl Sync for SharedOut {}
 pub(crate) mod float;
 pub(crate) mod float_packed;
 pub(crate) mod pack;
+pub(crate) mod pool;
+
+pub(crate) use pool::for_each_chunk;
 pub(crate) mod quant;
 pub(crate) mod scalar;
 
@@ -252,7 +255,6 @@ pub(crate) fn quantize_rows(
     threads: usize,
 ) {
     use crate::quantize::inputs::RowParams;
-    use rayon::prelude::*;
     let rows = finite.len();
     let stride = 2 * k.div_ceil(2);
     assert!(kernel.is_available() && x.len() >= rows * k && out.len() >= rows * stride);
@@ -286,11 +288,12 @@ pub(crate) fn quantize_rows(
             one(b, q, p);
         }
     } else {
-        out.par_chunks_exact_mut(stride)
-            .zip(params.par_iter_mut())
-            .enumerate()
-            .with_min_len(rows.div_ceil(threads))
-            .for_each(|(b, (q, p))| one(b, q, p));
+        let per = rows.div_ceil(threads);
+        pool::for_each_chunk_pair(out, per * stride, params, per, threads, |t, qs, ps| {
+            for (i, (q, p)) in qs.chunks_exact_mut(stride).zip(ps).enumerate() {
+                one(t * per + i, q, p);
+            }
+        });
     }
 }
 #[cfg(test)]

@@ -1,0 +1,394 @@
+//! A small persistent thread pool whose workers spin between calls.
+//!
+//! Why not rayon alone: a layer call on a small problem (1 x 1024 x 1024 is about 15 us of work)
+//! cannot afford the ~10 us it takes to wake a parked worker, which is what a work-stealing pool
+//! pays when its threads have gone to sleep between calls. XNNPACK's pthreadpool avoids this by
+//! letting its workers spin for a while after each call; this pool does the same. After
+//! [`SPIN`] without work a worker parks on a condition variable, so an idle process burns no CPU.
+//!
+//! The contract is deliberately narrow: [`run`] calls `f(t)` exactly once for every task
+//! `t < tasks`, on the calling thread and up to `threads - 1` workers, and returns when all calls
+//! have returned. Which thread runs which task is not fixed (tasks are claimed from a shared
+//! counter), so callers give every task its own output elements: the output bits never depend
+//! on the thread count or on scheduling.
+//!
+//! One call uses the pool at a time; a call that finds it busy (another thread is in a parallel
+//! section) runs its tasks on the calling thread, in order, with the same results.
+
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long an idle worker spins, waiting for the next call, before it parks.
+pub(crate) const SPIN: Duration = Duration::from_micros(200);
+
+/// Workers above this are never started (the signal word keeps the helper count in 16 bits).
+const MAX_WORKERS: usize = 255;
+
+/// States of a worker's offer slot (the low 2 bits; the job's epoch is above them).
+const OFFERED: u64 = 1;
+const TAKEN: u64 = 2;
+const DONE: u64 = 3;
+const REVOKED: u64 = 0;
+
+/// One parallel call, on the caller's stack: the task function, the next unclaimed task and
+/// whether a task panicked.
+struct Job {
+    /// The task function, its lifetime erased (see `run` for why that is sound).
+    f: &'static (dyn Fn(usize) + Sync),
+    tasks: usize,
+    next: AtomicUsize,
+    panicked: AtomicBool,
+}
+
+impl Job {
+    /// Claims and runs tasks until none is left; records a panic instead of unwinding.
+    fn work(&self) {
+        loop {
+            let t = self.next.fetch_add(1, Ordering::Relaxed);
+            if t >= self.tasks {
+                return;
+            }
+            if catch_unwind(AssertUnwindSafe(|| (self.f)(t))).is_err() {
+                self.panicked.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// State shared by the caller and the workers.
+struct Shared {
+    /// `epoch << 16 | helpers`: a new value announces a new job to workers `0..helpers`.
+    signal: AtomicU64,
+    /// Per worker, `epoch << 2 | state`: the caller offers the job (OFFERED); the worker takes
+    /// it (TAKEN, after which it may touch the job) and reports DONE; or the caller, having
+    /// finished every task itself, revokes an offer the worker has not taken yet (REVOKED), so
+    /// that a call never waits for a worker that was slow to wake up.
+    slots: Box<[AtomicU64]>,
+    /// The current job (valid while its call is in `run`).
+    job: AtomicPtr<Job>,
+    /// Set while a call owns the pool.
+    busy: AtomicBool,
+    /// Workers parked (or about to park) on `wake`.
+    sleepers: AtomicUsize,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+struct Pool {
+    shared: &'static Shared,
+    workers: usize,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wanted = (cores - 1).min(MAX_WORKERS);
+        let shared: &'static Shared = Box::leak(Box::new(Shared {
+            signal: AtomicU64::new(0),
+            slots: (0..wanted).map(|_| AtomicU64::new(REVOKED)).collect(),
+            job: AtomicPtr::new(std::ptr::null_mut()),
+            busy: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }));
+        let mut workers = 0;
+        for index in 0..wanted {
+            let spawned = std::thread::Builder::new()
+                .name(format!("hybridq-{index}"))
+                .spawn(move || worker(shared, index));
+            // A worker that could not be started is simply absent: the caller does its tasks.
+            if spawned.is_err() {
+                break;
+            }
+            workers += 1;
+        }
+        Pool { shared, workers }
+    })
+}
+
+/// A worker's life: wait for a signal (spinning, then parked); if it is among the signal's
+/// helpers, take the offer, do tasks, report DONE.
+fn worker(shared: &'static Shared, index: usize) {
+    // The value the signal had when the pool was made (the worker may start after the first
+    // call has already published its job: it must still see that job as new).
+    let mut seen = 0;
+    loop {
+        let signal = wait_for_signal(shared, seen);
+        seen = signal;
+        if index >= (signal & 0xffff) as usize {
+            continue;
+        }
+        let epoch = signal >> 16;
+        let slot = &shared.slots[index];
+        if slot
+            .compare_exchange(
+                epoch << 2 | OFFERED,
+                epoch << 2 | TAKEN,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_err()
+        {
+            // Revoked: the caller already did every task.
+            continue;
+        }
+        // SAFETY: the caller stored a pointer to its live `Job` before offering it, and does
+        // not return (so the job stays alive) while this slot says TAKEN: it waits for DONE.
+        let job = unsafe { &*shared.job.load(Ordering::Acquire) };
+        job.work();
+        // The last access to `job`.
+        slot.store(epoch << 2 | DONE, Ordering::Release);
+    }
+}
+
+/// Returns the first signal different from `seen`: spins for [`SPIN`], then parks.
+fn wait_for_signal(shared: &Shared, seen: u64) -> u64 {
+    let start = Instant::now();
+    let mut spins = 0u32;
+    loop {
+        let s = shared.signal.load(Ordering::Acquire);
+        if s != seen {
+            return s;
+        }
+        std::hint::spin_loop();
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+            break;
+        }
+    }
+    let mut guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+    shared.sleepers.fetch_add(1, Ordering::SeqCst);
+    let mut s = shared.signal.load(Ordering::SeqCst);
+    while s == seen {
+        guard = shared.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+        s = shared.signal.load(Ordering::SeqCst);
+    }
+    shared.sleepers.fetch_sub(1, Ordering::SeqCst);
+    s
+}
+
+/// Calls `f(t)` once for every `t < tasks`, on the calling thread and up to `threads - 1`
+/// pool workers; returns when every call has returned.
+///
+/// # Panics
+/// If a task panics (after all tasks have finished).
+pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    let p = pool();
+    let helpers = threads.min(tasks).saturating_sub(1).min(p.workers);
+    let shared = p.shared;
+    if helpers == 0
+        || shared
+            .busy
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+    {
+        (0..tasks).for_each(f);
+        return;
+    }
+    // SAFETY: only the lifetime is erased. Workers reach `f` through `job`, which lives on this
+    // stack frame, and this function does not return (nor unwind: the caller's own tasks run
+    // under `catch_unwind` in `Job::work`) while any worker holds the job (slot TAKEN).
+    let f: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
+    let job = Job {
+        f,
+        tasks,
+        next: AtomicUsize::new(0),
+        panicked: AtomicBool::new(false),
+    };
+    let epoch = ((shared.signal.load(Ordering::Relaxed) >> 16) + 1) & ((1 << 46) - 1);
+    shared
+        .job
+        .store(&job as *const Job as *mut Job, Ordering::Relaxed);
+    for slot in &shared.slots[..helpers] {
+        slot.store(epoch << 2 | OFFERED, Ordering::Release);
+    }
+    shared
+        .signal
+        .store(epoch << 16 | helpers as u64, Ordering::SeqCst);
+    if shared.sleepers.load(Ordering::SeqCst) > 0 {
+        let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
+        shared.wake.notify_all();
+    }
+    job.work();
+    for slot in &shared.slots[..helpers] {
+        let revoked = slot.compare_exchange(
+            epoch << 2 | OFFERED,
+            epoch << 2 | REVOKED,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        if revoked.is_ok() {
+            continue;
+        }
+        // Taken: the worker is doing (or has done) tasks it claimed.
+        let mut spins = 0u32;
+        while slot.load(Ordering::Acquire) != epoch << 2 | DONE {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(1024) {
+                // On an oversubscribed machine the worker may need this core.
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
+    shared.busy.store(false, Ordering::Release);
+    if job.panicked.load(Ordering::Relaxed) {
+        resume_unwind(Box::new("hybridq: a parallel task panicked"));
+    }
+}
+
+/// A mutable slice that tasks of one [`run`] cut into disjoint chunks.
+struct Chunks<T> {
+    ptr: *mut T,
+    len: usize,
+    chunk: usize,
+}
+
+// SAFETY: tasks only ever form disjoint sub-slices (`Chunks::get`, one per task index), so
+// sharing the pointer is sharing `&mut [T]` pieces across threads, which needs `T: Send`.
+unsafe impl<T: Send> Sync for Chunks<T> {}
+
+impl<T> Chunks<T> {
+    fn new(data: &mut [T], chunk: usize) -> Self {
+        Chunks {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            chunk: chunk.max(1),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.len.div_ceil(self.chunk)
+    }
+
+    /// Chunk `i`.
+    ///
+    /// # Safety
+    /// `i < self.count()`, and no other live reference to chunk `i` exists (each task index
+    /// is handed out once by [`run`]).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self, i: usize) -> &mut [T] {
+        let start = i * self.chunk;
+        let len = self.chunk.min(self.len - start);
+        // SAFETY: start + len <= self.len (i < count) within the borrowed slice; exclusive
+        // per the contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(start), len) }
+    }
+}
+
+/// Calls `f(i, chunk)` for every chunk of `chunk` elements of `data` (the last may be
+/// shorter), spread over up to `threads` threads.
+pub(crate) fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let chunks = Chunks::new(data, chunk);
+    run(chunks.count(), threads, &|i| {
+        // SAFETY: `run` hands out each i < count exactly once.
+        f(i, unsafe { chunks.get(i) })
+    });
+}
+
+/// Calls `f(i, a_chunk, b_chunk)` for the `i`-th chunks of `a` (of `chunk_a` elements) and `b`
+/// (of `chunk_b`), for every `i` below the smaller chunk count, on up to `threads` threads.
+pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
+    a: &mut [A],
+    chunk_a: usize,
+    b: &mut [B],
+    chunk_b: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+) {
+    let (ca, cb) = (Chunks::new(a, chunk_a), Chunks::new(b, chunk_b));
+    run(ca.count().min(cb.count()), threads, &|i| {
+        // SAFETY: `run` hands out each i below both counts exactly once.
+        f(i, unsafe { ca.get(i) }, unsafe { cb.get(i) })
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_task_runs_exactly_once() {
+        for tasks in [0usize, 1, 2, 3, 7, 64, 1000] {
+            for threads in [1usize, 2, 3, 8] {
+                let hits: Vec<AtomicUsize> = (0..tasks).map(|_| AtomicUsize::new(0)).collect();
+                run(tasks, threads, &|t| {
+                    hits[t].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_slice_once() {
+        let mut v = vec![0u32; 1001];
+        for_each_chunk(&mut v, 64, 4, |i, c| {
+            for x in c.iter_mut() {
+                *x += i as u32 + 1;
+            }
+        });
+        for (j, &x) in v.iter().enumerate() {
+            assert_eq!(x, (j / 64) as u32 + 1);
+        }
+        let (mut a, mut b) = (vec![0u8; 10], vec![0u16; 3]);
+        for_each_chunk_pair(&mut a, 4, &mut b, 1, 2, |i, ca, cb| {
+            ca.fill(i as u8 + 1);
+            cb[0] = ca.len() as u16;
+        });
+        assert_eq!(a, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
+        assert_eq!(b, [4, 4, 2]);
+    }
+
+    #[test]
+    fn concurrent_callers_and_parked_workers_still_complete() {
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for round in 0..200 {
+                        let sum = AtomicUsize::new(0);
+                        run(17, 2, &|t| {
+                            sum.fetch_add(t, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.load(Ordering::Relaxed), 136);
+                        if round % 50 == 0 {
+                            // Let the workers park, so the next call has to wake them.
+                            std::thread::sleep(SPIN * 3);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_panicking_task_is_reported_after_the_others_finish() {
+        let done = AtomicUsize::new(0);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            run(8, 2, &|t| {
+                if t == 3 {
+                    panic!("task 3");
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(done.load(Ordering::Relaxed), 7);
+        // The pool is usable afterwards.
+        let hits = AtomicUsize::new(0);
+        run(5, 2, &|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 5);
+    }
+}
