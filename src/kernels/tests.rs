@@ -302,7 +302,8 @@ proptest! {
 }
 
 /// All -128 against all -128 (the `vpmaddwd` pair sum 2 * 2^14 = 2^15 must not saturate, and
-/// the i32 runs must not wrap) at depths around the i32 limits.
+/// the i32 runs must not wrap) at depths around the i32 limits, for one row (the GEMV tile)
+/// and two (the MR x 16 tile).
 #[test]
 fn extreme_values_around_the_i32_limits() {
     let depths: &[usize] = if exhaustive() {
@@ -319,24 +320,26 @@ fn extreme_values_around_the_i32_limits() {
             (127, -128, 127),
             (-128, -128, 0),
         ] {
-            let (b, n) = (2, 2);
-            let c = ProductCase {
-                b,
-                k,
-                n,
-                w: vec![wv; n * k],
-                q: vec![qv; b * k],
-                params: vec![
-                    RowParams {
-                        scale: 1e-9,
-                        zero_point: zp
-                    };
-                    b
-                ],
-                scales: vec![1.0; n],
-                bias: None,
-            };
-            check_product(&c, 1).unwrap();
+            for b in [1, 2] {
+                let n = 2;
+                let c = ProductCase {
+                    b,
+                    k,
+                    n,
+                    w: vec![wv; n * k],
+                    q: vec![qv; b * k],
+                    params: vec![
+                        RowParams {
+                            scale: 1e-9,
+                            zero_point: zp
+                        };
+                        b
+                    ],
+                    scales: vec![1.0; n],
+                    bias: None,
+                };
+                check_product(&c, 1).unwrap();
+            }
         }
     }
 }
