@@ -90,7 +90,9 @@ pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads
         "weights packed for another kernel"
     );
     match kernel {
-        Kernel::Avx512Vnni => assert!(p.xu.len() >= rows * super::u8_stride(p.packed.k)),
+        _ if kernel.uses_u8_inputs() => {
+            assert!(p.xu.len() >= rows * super::u8_stride(p.packed.k))
+        }
         _ => assert!(p.x.len() >= rows * 2 * p.packed.k.div_ceil(2)),
     }
     let _ = kp;
@@ -256,8 +258,7 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
             }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512Vnni => {
-            use super::avx512vnni::tile;
+        Kernel::Avx512Vnni | Kernel::AvxVnni => {
             let o = super::avx2::TileOut {
                 params: t.params,
                 row_sums: rs,
@@ -269,14 +270,24 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
                 width: t.width,
             };
             let (x, s, w, kq) = (t.xu, t.stride_u8, t.w, t.kp);
-            // SAFETY: AVX-512 F/BW/VNNI, AVX2 and FMA were detected (contract 1); operands are
-            // in bounds (contract 2); K <= I32_COMBINE_MAX_K = 65,793, the u8 x i8 limit.
+            macro_rules! tiles {
+                ($m:ident) => {
+                    match mr {
+                        4 => super::$m::tile::<4>(x, s, w, kq, &o),
+                        3 => super::$m::tile::<3>(x, s, w, kq, &o),
+                        2 => super::$m::tile::<2>(x, s, w, kq, &o),
+                        _ => super::$m::tile::<1>(x, s, w, kq, &o),
+                    }
+                };
+            }
+            // SAFETY: the kernel's features (AVX-512 F/BW/VNNI, or AVX-VNNI; AVX2 and FMA for
+            // both) were detected (contract 1); operands are in bounds (contract 2);
+            // K <= I32_COMBINE_MAX_K = 65,793, the u8 x i8 limit.
             unsafe {
-                match mr {
-                    4 => tile::<4>(x, s, w, kq, &o),
-                    3 => tile::<3>(x, s, w, kq, &o),
-                    2 => tile::<2>(x, s, w, kq, &o),
-                    _ => tile::<1>(x, s, w, kq, &o),
+                if kernel == Kernel::Avx512Vnni {
+                    tiles!(avx512vnni)
+                } else {
+                    tiles!(avxvnni)
                 }
             }
         }
@@ -321,17 +332,26 @@ unsafe fn long_k_tile(
                 }
             }
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => {
-                use super::avx512vnni::tile_raw;
-                // SAFETY: AVX-512 VNNI detected; the chunk of quads [p0, p0 + len) lies within
-                // the tile's u8 rows and the panel, and 4 * len <= LONG_K_CHUNK.
+            Kernel::Avx512Vnni | Kernel::AvxVnni => {
+                macro_rules! tiles_raw {
+                    ($m:ident, $x:expr, $s:expr, $w:expr) => {
+                        match mr {
+                            4 => super::$m::tile_raw::<4>($x, $s, $w, len, &mut part),
+                            3 => super::$m::tile_raw::<3>($x, $s, $w, len, &mut part),
+                            2 => super::$m::tile_raw::<2>($x, $s, $w, len, &mut part),
+                            _ => super::$m::tile_raw::<1>($x, $s, $w, len, &mut part),
+                        }
+                    };
+                }
+                // SAFETY: the kernel's features were detected; the chunk of quads
+                // [p0, p0 + len) lies within the tile's u8 rows and the panel, and
+                // 4 * len <= LONG_K_CHUNK.
                 unsafe {
                     let (x, w, s) = (t.xu.add(4 * p0), t.w.add(p0 * pk.step_bytes), t.stride_u8);
-                    match mr {
-                        4 => tile_raw::<4>(x, s, w, len, &mut part),
-                        3 => tile_raw::<3>(x, s, w, len, &mut part),
-                        2 => tile_raw::<2>(x, s, w, len, &mut part),
-                        _ => tile_raw::<1>(x, s, w, len, &mut part),
+                    if kernel == Kernel::Avx512Vnni {
+                        tiles_raw!(avx512vnni, x, s, w)
+                    } else {
+                        tiles_raw!(avxvnni, x, s, w)
                     }
                 }
             }
@@ -344,8 +364,8 @@ unsafe fn long_k_tile(
         }
         p0 += len;
     }
-    // The VNNI kernel summed (q + 128) * w.
-    let offset = if kernel == Kernel::Avx512Vnni { 128 } else { 0 };
+    // The VNNI kernels summed (q + 128) * w.
+    let offset = if kernel.uses_u8_inputs() { 128 } else { 0 };
     for (r, a) in acc.iter().take(mr).enumerate() {
         let p = t.params[r];
         for (c, &dot) in a.iter().take(t.width).enumerate() {

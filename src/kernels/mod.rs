@@ -14,6 +14,8 @@
 //! - `avx2` (x86-64 only): the AVX2 + FMA quantizer, GEMV/GEMM tiles and epilogue;
 //! - `avx512vnni` (x86-64 only, experimental, untested on the development machine): `vpdpbusd`
 //!   tiles with the +128 input offset, reusing the AVX2 quantizer and epilogue;
+//! - `avxvnni` (x86-64 only, experimental likewise): the same scheme with the 256-bit VEX
+//!   `vpdpbusd` of AVX-VNNI;
 //! - [`driver`]: blocking of the product over (channel panels, row blocks) and the split over
 //!   threads (never over K, so the output bits never depend on the thread count).
 //!
@@ -30,6 +32,8 @@
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512vnni;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avxvnni;
 pub(crate) mod driver;
 /// Raw output pointer handed to parallel tasks that each write a disjoint set of elements (their
 /// own output columns); the callers state that disjointness where they split the work.
@@ -84,6 +88,11 @@ pub enum Kernel {
     /// [`Kernel::available`] where the CPU has it, so the test suite covers it there, but
     /// [`Kernel::detect`] only picks it when `HYBRIDQ_KERNEL=avx512vnni`.
     Avx512Vnni,
+    /// x86-64 AVX-VNNI (`avxvnni`): the 256-bit VEX-encoded `vpdpbusd` (Intel Alder Lake and
+    /// later, AMD Zen 5), the same +128 scheme and packing as [`Kernel::Avx512Vnni`].
+    /// **Experimental** for the same reason; [`Kernel::detect`] only picks it when
+    /// `HYBRIDQ_KERNEL=avxvnni`.
+    AvxVnni,
 }
 
 /// The environment variable that [`Kernel::detect`] reads once (for tests and benchmarks).
@@ -91,21 +100,32 @@ pub const KERNEL_ENV: &str = "HYBRIDQ_KERNEL";
 
 impl Kernel {
     /// Every kernel this build knows, best first (whether or not this CPU can run it).
-    pub const ALL: [Kernel; 3] = [Kernel::Avx512Vnni, Kernel::Avx2, Kernel::Scalar];
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Avx512Vnni,
+        Kernel::AvxVnni,
+        Kernel::Avx2,
+        Kernel::Scalar,
+    ];
 
-    /// The kernel's name: `scalar`, `avx2`, `avx512vnni`.
+    /// The kernel's name: `scalar`, `avx2`, `avxvnni`, `avx512vnni`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
             Kernel::Avx2 => "avx2",
             Kernel::Avx512Vnni => "avx512vnni",
+            Kernel::AvxVnni => "avxvnni",
         }
     }
 
     /// Whether the kernel is experimental (not yet validated on hardware that runs it):
     /// [`Kernel::detect`] never picks such a kernel on its own.
     pub fn is_experimental(self) -> bool {
-        self == Kernel::Avx512Vnni
+        matches!(self, Kernel::Avx512Vnni | Kernel::AvxVnni)
+    }
+
+    /// Whether the kernel multiplies inputs offset to u8 (`q + 128`, the VNNI kernels).
+    pub(crate) fn uses_u8_inputs(self) -> bool {
+        matches!(self, Kernel::Avx512Vnni | Kernel::AvxVnni)
     }
 
     /// K values per step of the kernel's packed weights (0: no packing).
@@ -113,7 +133,7 @@ impl Kernel {
         match self {
             Kernel::Scalar => 0,
             Kernel::Avx2 => 2,
-            Kernel::Avx512Vnni => 4,
+            Kernel::Avx512Vnni | Kernel::AvxVnni => 4,
         }
     }
 
@@ -123,6 +143,7 @@ impl Kernel {
             Kernel::Scalar => true,
             Kernel::Avx2 => avx2_available(),
             Kernel::Avx512Vnni => avx512vnni_available(),
+            Kernel::AvxVnni => avxvnni_available(),
         }
     }
 
@@ -216,6 +237,18 @@ fn avx512vnni_available() -> bool {
     false
 }
 
+/// AVX-VNNI (and AVX2 + FMA).
+#[cfg(target_arch = "x86_64")]
+fn avxvnni_available() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| avx2_available() && std::arch::is_x86_feature_detected!("avxvnni"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avxvnni_available() -> bool {
+    false
+}
+
 impl fmt::Display for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -267,10 +300,10 @@ pub(crate) fn quantize_rows(
         } else {
             match kernel {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `kernel` is available (asserted above), and both SIMD kernels are
+                // SAFETY: `kernel` is available (asserted above), and every SIMD kernel is
                 // available only when AVX2 and FMA were detected; `q` holds `stride >= k`
                 // values.
-                Kernel::Avx2 | Kernel::Avx512Vnni => unsafe {
+                Kernel::Avx2 | Kernel::Avx512Vnni | Kernel::AvxVnni => unsafe {
                     avx2::quantize_row_i16(flavour, asymmetric, row, q)
                 },
                 _ => quant::quantize_row_i16(flavour, asymmetric, row, q),

@@ -255,7 +255,7 @@ impl HybridLinear {
                 &mut scratch.params[..rows],
                 self.threads,
             );
-            if self.kernel == Kernel::Avx512Vnni {
+            if self.kernel.uses_u8_inputs() {
                 grow(
                     &mut scratch.quantized_u8,
                     rows * crate::kernels::u8_stride(k),
