@@ -22,7 +22,7 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::Epilogue;
+use super::driver::{Epilogue, MR as MR_MAX};
 use super::pack::{NR, PAIR_BYTES};
 use super::quant::{plan, Rounding, RowPlan};
 use crate::flavour::Flavour;
@@ -289,15 +289,20 @@ pub(crate) unsafe fn tile_raw<const MR: usize>(
     x_stride: usize,
     w: *const i8,
     kp: usize,
-    out: &mut [[i32; NR]; 4],
+    out: &mut [[i32; NR]; MR_MAX],
 ) {
     // SAFETY: forwarded contract.
-    let acc = unsafe { dots::<MR, false>(x, x_stride, w, kp) };
-    for (r, a) in acc.iter().enumerate() {
-        // SAFETY: out[r] holds 16 i32 = two 256-bit stores.
+    store_raw(&unsafe { dots::<MR, false>(x, x_stride, w, kp) }, out)
+}
+
+/// Stores the i32 lanes of an `MR x 16` tile (channels 0-7, 8-15 of each row) into `out`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn store_raw<const MR: usize>(acc: &[[__m256i; 2]; MR], out: &mut [[i32; NR]; MR_MAX]) {
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY: each row of `out` holds 16 i32 = two 256-bit stores.
         unsafe {
-            _mm256_storeu_si256(out[r].as_mut_ptr().cast(), a[0]);
-            _mm256_storeu_si256(out[r].as_mut_ptr().add(8).cast(), a[1]);
+            _mm256_storeu_si256(o.as_mut_ptr().cast(), a[0]);
+            _mm256_storeu_si256(o.as_mut_ptr().add(8).cast(), a[1]);
         }
     }
 }

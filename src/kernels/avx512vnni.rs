@@ -18,11 +18,10 @@
 //! **Tile.** `MR` rows (1..=4) x 16 channels: per K quad one 64-byte weight load (16 channels x
 //! 4 K, packed with `g = 4`) and, per row, one broadcast of the row's four u8 and one
 //! `vpdpbusd`. The i32 results go through the AVX2 epilogue (AVX-512 F implies AVX2 and FMA).
+//! The driver applies it (and the long-K path's raw store) to [`dots_halves`].
 
 use std::arch::x86_64::*;
 
-use super::avx2::{epilogue_store, TileOut};
-use super::driver::MR as MR_MAX;
 use super::pack::NR;
 
 /// Bytes of one K quad of one panel (`g = 4`).
@@ -57,55 +56,27 @@ unsafe fn dots<const MR: usize>(
     acc
 }
 
-/// The two 8-lane halves of each row's accumulator (channels 0-7, 8-15).
+/// The dots of an `MR x 16` tile as the two 8-lane halves (channels 0-7, 8-15) of each row:
+/// the operand of the AVX2 epilogue (with the zero point offset by 128) and of
+/// [`store_raw`](super::avx2::store_raw).
+///
+/// # Safety
+/// As [`dots`].
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-fn halves<const MR: usize>(acc: &[__m512i; MR]) -> [[__m256i; 2]; MR] {
+pub(crate) unsafe fn dots_halves<const MR: usize>(
+    xu: *const u8,
+    xu_stride: usize,
+    w: *const i8,
+    kq: usize,
+) -> [[__m256i; 2]; MR] {
+    // SAFETY: forwarded contract.
+    let acc = unsafe { dots::<MR>(xu, xu_stride, w, kq) };
     let mut h = [[_mm256_setzero_si256(); 2]; MR];
-    for (d, a) in h.iter_mut().zip(acc) {
+    for (d, a) in h.iter_mut().zip(&acc) {
         *d = [
             _mm512_castsi512_si256(*a),
             _mm512_extracti64x4_epi64::<1>(*a),
         ];
     }
     h
-}
-
-/// One `MR x 16` tile with its epilogue (K <= 65,793): the dots, then the AVX2 epilogue with
-/// the zero point offset by 128.
-///
-/// # Safety
-/// 1. As [`dots`] 1-3.
-/// 2. As [`epilogue_store`] 2-3 for `o`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-pub(crate) unsafe fn tile<const MR: usize>(
-    xu: *const u8,
-    xu_stride: usize,
-    w: *const i8,
-    kq: usize,
-    o: &TileOut<'_>,
-) {
-    // SAFETY: forwarded contract 1.
-    let acc = unsafe { dots::<MR>(xu, xu_stride, w, kq) };
-    // SAFETY: AVX2 and FMA are enabled here; forwarded contract 2.
-    unsafe { epilogue_store::<MR>(&halves(&acc), 128, o) }
-}
-
-/// Raw `sum_k (x + 128) * w` of a tile as i32 (the long-K path subtracts `128 * row_sum`).
-///
-/// # Safety
-/// As [`dots`], and `MR <= MR_MAX`.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma")]
-pub(crate) unsafe fn tile_raw<const MR: usize>(
-    xu: *const u8,
-    xu_stride: usize,
-    w: *const i8,
-    kq: usize,
-    out: &mut [[i32; NR]; MR_MAX],
-) {
-    // SAFETY: forwarded contract.
-    let acc = unsafe { dots::<MR>(xu, xu_stride, w, kq) };
-    for (r, a) in acc.iter().enumerate() {
-        // SAFETY: out[r] holds 16 i32 = one 512-bit store.
-        unsafe { _mm512_storeu_si512(out[r].as_mut_ptr().cast(), *a) };
-    }
 }

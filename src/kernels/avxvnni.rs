@@ -12,12 +12,11 @@
 //! **Tile.** `MR` rows (1..=4) x 16 channels over the same packed panels as the AVX-512 kernel
 //! (K in quads, 64 bytes per quad: channels 0-7 in the first 32 bytes, 8-15 in the second): per
 //! quad two 32-byte weight loads and, per row, one broadcast of the row's four u8 and two
-//! `vpdpbusd`, into `2 * MR` accumulators.
+//! `vpdpbusd`, into `2 * MR` accumulators. The driver applies the AVX2 epilogue (and the long-K
+//! path's raw store) to [`dots_halves`].
 
 use std::arch::x86_64::*;
 
-use super::avx2::{epilogue_store, TileOut};
-use super::driver::MR as MR_MAX;
 use super::pack::NR;
 
 /// Bytes of one K quad of one panel (`g = 4`).
@@ -32,8 +31,7 @@ const QUAD_BYTES: usize = 4 * NR;
 ///    `xu + r * xu_stride`), and `w` for reading `kq * 64` bytes.
 /// 3. `4 * kq * 255 * 128 < 2^31` (at most 65,793 products per lane).
 #[target_feature(enable = "avx2,fma,avxvnni")]
-#[inline]
-unsafe fn dots<const MR: usize>(
+pub(crate) unsafe fn dots_halves<const MR: usize>(
     xu: *const u8,
     xu_stride: usize,
     w: *const i8,
@@ -59,47 +57,4 @@ unsafe fn dots<const MR: usize>(
         }
     }
     acc
-}
-
-/// One `MR x 16` tile with its epilogue (K <= 65,793): the dots, then the AVX2 epilogue with
-/// the zero point offset by 128.
-///
-/// # Safety
-/// 1. As [`dots`] 1-3.
-/// 2. As [`epilogue_store`] 2-3 for `o`.
-#[target_feature(enable = "avx2,fma,avxvnni")]
-pub(crate) unsafe fn tile<const MR: usize>(
-    xu: *const u8,
-    xu_stride: usize,
-    w: *const i8,
-    kq: usize,
-    o: &TileOut<'_>,
-) {
-    // SAFETY: forwarded contract 1.
-    let acc = unsafe { dots::<MR>(xu, xu_stride, w, kq) };
-    // SAFETY: AVX2 and FMA are enabled here; forwarded contract 2.
-    unsafe { epilogue_store::<MR>(&acc, 128, o) }
-}
-
-/// Raw `sum_k (x + 128) * w` of a tile as i32 (the long-K path subtracts `128 * row_sum`).
-///
-/// # Safety
-/// As [`dots`], and `MR <= MR_MAX`.
-#[target_feature(enable = "avx2,fma,avxvnni")]
-pub(crate) unsafe fn tile_raw<const MR: usize>(
-    xu: *const u8,
-    xu_stride: usize,
-    w: *const i8,
-    kq: usize,
-    out: &mut [[i32; NR]; MR_MAX],
-) {
-    // SAFETY: forwarded contract.
-    let acc = unsafe { dots::<MR>(xu, xu_stride, w, kq) };
-    for (r, a) in acc.iter().enumerate() {
-        // SAFETY: out[r] holds 16 i32 = two 256-bit stores.
-        unsafe {
-            _mm256_storeu_si256(out[r].as_mut_ptr().cast(), a[0]);
-            _mm256_storeu_si256(out[r].as_mut_ptr().add(8).cast(), a[1]);
-        }
-    }
 }

@@ -259,6 +259,7 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni | Kernel::AvxVnni => {
+            use super::avx2::epilogue_store;
             let o = super::avx2::TileOut {
                 params: t.params,
                 row_sums: rs,
@@ -273,10 +274,18 @@ unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize,
             macro_rules! tiles {
                 ($m:ident) => {
                     match mr {
-                        4 => super::$m::tile::<4>(x, s, w, kq, &o),
-                        3 => super::$m::tile::<3>(x, s, w, kq, &o),
-                        2 => super::$m::tile::<2>(x, s, w, kq, &o),
-                        _ => super::$m::tile::<1>(x, s, w, kq, &o),
+                        4 => {
+                            epilogue_store::<4>(&super::$m::dots_halves::<4>(x, s, w, kq), 128, &o)
+                        }
+                        3 => {
+                            epilogue_store::<3>(&super::$m::dots_halves::<3>(x, s, w, kq), 128, &o)
+                        }
+                        2 => {
+                            epilogue_store::<2>(&super::$m::dots_halves::<2>(x, s, w, kq), 128, &o)
+                        }
+                        _ => {
+                            epilogue_store::<1>(&super::$m::dots_halves::<1>(x, s, w, kq), 128, &o)
+                        }
                     }
                 };
             }
@@ -333,13 +342,26 @@ unsafe fn long_k_tile(
             }
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni | Kernel::AvxVnni => {
+                use super::avx2::store_raw;
                 macro_rules! tiles_raw {
                     ($m:ident, $x:expr, $s:expr, $w:expr) => {
                         match mr {
-                            4 => super::$m::tile_raw::<4>($x, $s, $w, len, &mut part),
-                            3 => super::$m::tile_raw::<3>($x, $s, $w, len, &mut part),
-                            2 => super::$m::tile_raw::<2>($x, $s, $w, len, &mut part),
-                            _ => super::$m::tile_raw::<1>($x, $s, $w, len, &mut part),
+                            4 => store_raw::<4>(
+                                &super::$m::dots_halves::<4>($x, $s, $w, len),
+                                &mut part,
+                            ),
+                            3 => store_raw::<3>(
+                                &super::$m::dots_halves::<3>($x, $s, $w, len),
+                                &mut part,
+                            ),
+                            2 => store_raw::<2>(
+                                &super::$m::dots_halves::<2>($x, $s, $w, len),
+                                &mut part,
+                            ),
+                            _ => store_raw::<1>(
+                                &super::$m::dots_halves::<1>($x, $s, $w, len),
+                                &mut part,
+                            ),
                         }
                     };
                 }

@@ -201,7 +201,7 @@ mod x86 {
     use super::NR;
     use std::arch::x86_64::*;
 
-    /// All rows against one panel: tiles of [`MR`] rows, then the remainder.
+    /// All rows against one panel: tiles of [`MR`](super::MR) rows, then the remainder.
     ///
     /// # Safety
     /// 1. The CPU supports AVX2 and FMA.

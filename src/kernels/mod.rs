@@ -271,7 +271,7 @@ impl FromStr for Kernel {
 
 /// Quantizes `finite.len()` rows of `x` (each `k` long) into i16 rows of stride
 /// `2 * ceil(k / 2)` (zero padded) with a SIMD kernel; rows marked non-finite get
-/// [`RowParams::ZERO_ROW`] and zeros. Bit for bit [`quantize_row`](crate::quantize::inputs::quantize_row).
+/// [`RowParams::ZERO_ROW`](crate::quantize::inputs::RowParams::ZERO_ROW) and zeros. Bit for bit [`quantize_row`](crate::quantize::inputs::quantize_row).
 ///
 /// # Panics
 /// If the slices are shorter than the shapes say, or `kernel` is not available.
