@@ -37,6 +37,20 @@ fn names_round_trip_and_unknown_names_list_the_available_ones() {
 }
 
 #[test]
+fn peak_is_measured_for_available_simd_kernels_only() {
+    for k in Kernel::ALL {
+        let peak = k.peak_gops();
+        if k == Kernel::Scalar || !k.is_available() {
+            assert_eq!(peak, None, "{k}");
+        } else {
+            // Positive and finite; no bound on its size (machines differ).
+            let p = peak.unwrap_or(f64::NAN);
+            assert!(p.is_finite() && p > 0.0, "{k}: {p}");
+        }
+    }
+}
+
+#[test]
 fn unavailable_kernels_are_refused_at_construction() {
     let w = QuantizedWeights::from_parts(array![[1i8, -128], [3, 4]].view(), &[0.5]).unwrap();
     for k in Kernel::ALL {

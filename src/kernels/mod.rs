@@ -48,6 +48,7 @@ unsafe impl Sync for SharedOut {}
 pub(crate) mod float;
 pub(crate) mod float_packed;
 pub(crate) mod pack;
+mod peak;
 pub(crate) mod pool;
 
 pub(crate) use pool::for_each_chunk;
@@ -145,6 +146,25 @@ impl Kernel {
             Kernel::Avx512Vnni => avx512vnni_available(),
             Kernel::AvxVnni => avxvnni_available(),
         }
+    }
+
+    /// Measures the kernel's int8 multiply-add peak on one core, in GOP/s (2 operations per
+    /// multiply-add): independent chains of its core instruction (`vpmaddwd` + `vpaddd` for
+    /// `avx2`, `vpdpbusd` for the VNNI kernels) on the calling thread, best of several runs of
+    /// about a millisecond each. `None` for `scalar` and for kernels this CPU cannot run.
+    ///
+    /// `hybridq bench` divides the layer's GOP/s by this to show how much of the machine a
+    /// call uses.
+    ///
+    /// ```
+    /// use hybridq::Kernel;
+    /// assert_eq!(Kernel::Scalar.peak_gops(), None);
+    /// if let Some(p) = Kernel::detect().peak_gops() {
+    ///     assert!(p.is_finite() && p > 0.0);
+    /// }
+    /// ```
+    pub fn peak_gops(self) -> Option<f64> {
+        peak::peak_gops(self)
     }
 
     /// The kernels this CPU can run, best first ([`Kernel::Scalar`] is always last).

@@ -61,11 +61,21 @@ struct Row {
     imp: &'static str,
     kernel: String,
     median_us: f64,
+    /// The hybrid kernel's measured one-core peak (GOP/s); `None` for the float layer.
+    peak_gops: Option<f64>,
 }
 
 impl Row {
     fn gops(&self) -> f64 {
         2.0 * (self.shape.b * self.shape.k * self.shape.n) as f64 / (self.median_us * 1e3)
+    }
+
+    /// GOP/s as a fraction of the peak of the cores used (`threads` of them, at most the
+    /// machine's).
+    fn of_peak(&self) -> Option<f64> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.peak_gops
+            .map(|p| self.gops() / (p * self.threads.clamp(1, cores) as f64))
     }
 }
 
@@ -82,6 +92,7 @@ pub struct Options {
 pub fn run(opts: &Options) -> Result<ExitCode> {
     let mut rng = StdRng::seed_from_u64(11);
     let mut rows = Vec::new();
+    let mut peaks = std::collections::HashMap::new();
     for &shape in &opts.shapes {
         let w = Array2::from_shape_fn((shape.n, shape.k), |_| rng.random_range(-1.0f32..1.0));
         let x = Array2::from_shape_fn((shape.b, shape.k), |_| rng.random_range(-4.0f32..4.0));
@@ -100,12 +111,15 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
                     .forward_into(x.view(), out.view_mut(), &mut scratch)
                     .expect("valid shapes")
             });
+            let kernel = hybrid.kernel();
+            let peak = *peaks.entry(kernel).or_insert_with(|| kernel.peak_gops());
             rows.push(Row {
                 shape,
                 threads,
                 imp: "hybrid",
-                kernel: hybrid.kernel().name().into(),
+                kernel: kernel.name().into(),
                 median_us: t,
+                peak_gops: peak,
             });
             let t = median_us(opts.budget_s, || {
                 float
@@ -119,6 +133,7 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
                 imp: "float",
                 kernel: kernel.into(),
                 median_us: t,
+                peak_gops: None,
             });
             if !opts.json {
                 eprint!(".");
@@ -130,6 +145,14 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
     } else {
         eprintln!();
         print_table(&rows);
+        for (kernel, peak) in &peaks {
+            if let Some(p) = peak {
+                println!(
+                    "({kernel} int8 peak, measured on one core: {p:.1} GOP/s; % peak = GOP/s over \
+                     that peak times the threads used)"
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -150,8 +173,8 @@ pub fn list_kernels() {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<16} {:>7} {:<7} {:<15} {:>12} {:>9} {:>13}",
-        "shape BxKxN", "threads", "impl", "kernel", "median us", "GOP/s", "hybrid/float"
+        "{:<16} {:>7} {:<7} {:<15} {:>12} {:>9} {:>7} {:>13}",
+        "shape BxKxN", "threads", "impl", "kernel", "median us", "GOP/s", "% peak", "hybrid/float"
     );
     for pair in rows.chunks(2) {
         let ratio = pair[0].median_us / pair[1].median_us;
@@ -161,14 +184,18 @@ fn print_table(rows: &[Row]) {
             } else {
                 String::new()
             };
+            let of_peak = r
+                .of_peak()
+                .map_or(String::new(), |f| format!("{:.0}", 100.0 * f));
             println!(
-                "{:<16} {:>7} {:<7} {:<15} {:>12.1} {:>9.1} {:>13}",
+                "{:<16} {:>7} {:<7} {:<15} {:>12.1} {:>9.1} {:>7} {:>13}",
                 r.shape.label(),
                 r.threads,
                 r.imp,
                 r.kernel,
                 r.median_us,
                 r.gops(),
+                of_peak,
                 ratio
             );
         }
@@ -181,7 +208,7 @@ fn to_json(rows: &[Row]) -> String {
     for (i, r) in rows.iter().enumerate() {
         let _ = writeln!(
             s,
-            "  {{\"shape\": \"{}\", \"b\": {}, \"k\": {}, \"n\": {}, \"threads\": {}, \"impl\": \"{}\", \"kernel\": \"{}\", \"median_us\": {:.3}, \"gops\": {:.3}}}{}",
+            "  {{\"shape\": \"{}\", \"b\": {}, \"k\": {}, \"n\": {}, \"threads\": {}, \"impl\": \"{}\", \"kernel\": \"{}\", \"median_us\": {:.3}, \"gops\": {:.3}, \"peak_gops\": {}}}{}",
             r.shape.label(),
             r.shape.b,
             r.shape.k,
@@ -191,6 +218,7 @@ fn to_json(rows: &[Row]) -> String {
             r.kernel,
             r.median_us,
             r.gops(),
+            r.peak_gops.map_or("null".into(), |p| format!("{p:.3}")),
             if i + 1 < rows.len() { "," } else { "" }
         );
     }
