@@ -10,8 +10,15 @@ use hybridq::{
 use ndarray::Array2;
 use proptest::prelude::*;
 
+/// Cases per property: `PROPTEST_CASES` when set (few, say, under an emulator; `with_cases`
+/// would otherwise override it), else `fast`, or 20 times that with `HYBRIDQ_EXHAUSTIVE=1`.
 fn cases(fast: u32) -> u32 {
-    if std::env::var("HYBRIDQ_EXHAUSTIVE").is_ok_and(|v| v == "1") {
+    if let Some(n) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        n
+    } else if std::env::var("HYBRIDQ_EXHAUSTIVE").is_ok_and(|v| v == "1") {
         fast * 20
     } else {
         fast

@@ -15,8 +15,15 @@ fn exhaustive() -> bool {
     std::env::var("HYBRIDQ_EXHAUSTIVE").is_ok_and(|v| v == "1")
 }
 
+/// Cases per property: `PROPTEST_CASES` when set (few, say, under an emulator; `with_cases`
+/// would otherwise override it), else `fast`, or 20 times that with `HYBRIDQ_EXHAUSTIVE=1`.
 fn cases(fast: u32) -> u32 {
-    if exhaustive() {
+    if let Some(n) = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        n
+    } else if exhaustive() {
         fast * 20
     } else {
         fast
