@@ -7,7 +7,7 @@ Peers (all on f32 input -> f32 output, weights already quantized where the engin
   - ONNX Runtime dynamic int8 quantization (quantize_dynamic of a MatMul, per-channel int8),
   - the best f32 peer: min(TFLite float + XNNPACK, ONNX Runtime float MatMul).
 hybridq's numbers come from `hybridq bench --json` (the release binary, built first), run right
-after the peers on each shape and thread count. The host may be noisy (a shared VM): the whole
+before the peers on each shape and thread count. The host may be noisy (a shared VM): the whole
 sweep is repeated `--rounds` times, and two tables are printed: each engine's median over the
 rounds, and its best (minimum) round, the figure least disturbed by other load.
 

@@ -568,8 +568,9 @@ impl IntegerLinear {
                 j += take;
             }
         };
+        // Large layers: every core the pool has (it caps the count); small ones: this thread.
         let threads = if n.saturating_mul(k).saturating_mul(rows) >= 1 << 18 {
-            std::thread::available_parallelism().map_or(1, |c| c.get())
+            usize::MAX
         } else {
             1
         };

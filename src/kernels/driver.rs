@@ -9,7 +9,14 @@
 // plumbing is unused there; it must still compile warning-free.
 #![cfg_attr(
     not(target_arch = "x86_64"),
-    allow(dead_code, unused_imports, unused_variables, unused_mut)
+    allow(
+        dead_code,
+        unused_imports,
+        unused_variables,
+        unused_mut,
+        unreachable_code,
+        clippy::never_loop
+    )
 )]
 
 use super::pack::{PackedWeights, NR, PAIR_BYTES};
@@ -70,7 +77,7 @@ pub(crate) struct Product<'a> {
 struct OutPtr(*mut f32);
 
 // SAFETY: tasks of one call write disjoint elements (disjoint panels or disjoint rows, see
-// `run_simd`), and the pointer outlives them (the scope borrows `out` mutably).
+// `run_simd`), and the pointer outlives them (`run_simd` borrows `out` mutably until every task has returned).
 unsafe impl Send for OutPtr {}
 // SAFETY: as above; the pointer itself is only copied.
 unsafe impl Sync for OutPtr {}

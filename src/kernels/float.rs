@@ -9,6 +9,7 @@ use super::SharedOut;
 pub(crate) const GEMV_MAX_ROWS: usize = 16;
 
 /// Input rows sharing each pair of weight-row loads in the GEMV micro-kernel.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const ROW_GROUP: usize = 4;
 
 /// `out[rows, n] = x[rows, k] * w[n, k]^T`, all row-major, on up to `threads` threads.

@@ -8,6 +8,10 @@
 //! [`matmul_scalar`], which runs the same chain with `f32::mul_add`, is the bit-exact scalar
 //! twin.
 
+// Without the AVX2 tile (other targets) `matmul` falls back to the scalar twin before its
+// SIMD plumbing; that plumbing must still compile warning-free.
+#![cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+
 use super::SharedOut;
 
 /// Output channels per panel (two 8-lane vectors).

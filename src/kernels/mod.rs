@@ -17,7 +17,12 @@
 //! - `avxvnni` (x86-64 only, experimental likewise): the same scheme with the 256-bit VEX
 //!   `vpdpbusd` of AVX-VNNI;
 //! - [`driver`]: blocking of the product over (channel panels, row blocks) and the split over
-//!   threads (never over K, so the output bits never depend on the thread count).
+//!   threads (never over K, so the output bits never depend on the thread count);
+//! - [`pool`]: the small spinning thread pool every parallel section runs on;
+//! - `peak`: the measured one-core peak of each kernel's multiply-add step
+//!   ([`Kernel::peak_gops`]);
+//! - [`float`], [`float_packed`]: the float layer's f32 products;
+//! - [`quant`]: the scalar plan of a row's quantization shared by the vector quantizers.
 //!
 //! Adding an ISA: an aarch64 NEON `dotprod` kernel (`sdot`, i8 x i8 into i32 lanes, exact with
 //! no +128 trick) belongs in a `neon_dotprod.rs` module gated by

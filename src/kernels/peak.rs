@@ -7,6 +7,7 @@
 //! calling thread, enough of them to be bound by throughput rather than latency, and keeps the
 //! best of several runs.
 
+#[cfg(target_arch = "x86_64")]
 use std::time::Instant;
 
 use super::Kernel;
@@ -16,36 +17,46 @@ use super::Kernel;
 const CHAINS: usize = 12;
 
 /// Iterations of all chains per timed run.
+#[cfg(target_arch = "x86_64")]
 const ITERS: usize = 1 << 18;
 
 /// Timed runs; the fastest counts.
+#[cfg(target_arch = "x86_64")]
 const RUNS: usize = 8;
 
 /// The kernel's measured peak in GOP/s (2 operations per int8 multiply-add) on one core, or
 /// `None` for `scalar` and kernels this CPU cannot run.
 pub(crate) fn peak_gops(kernel: Kernel) -> Option<f64> {
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        // No SIMD kernel on other targets yet (the NEON slot would add its measurement here).
+        let _ = kernel;
+        None
+    }
+    #[cfg(target_arch = "x86_64")]
+    measure(kernel)
+}
+
+/// [`peak_gops`] on x86-64.
+#[cfg(target_arch = "x86_64")]
+fn measure(kernel: Kernel) -> Option<f64> {
     if !kernel.is_available() {
         return None;
     }
     let (macs_per_iter, run): (usize, fn(usize, i32) -> i32) = match kernel {
         Kernel::Scalar => return None,
-        #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => (CHAINS * 16, |iters, seed| {
             // SAFETY: AVX2 and FMA are available (`is_available` above).
             unsafe { x86::madd_chains(iters, seed) }
         }),
-        #[cfg(target_arch = "x86_64")]
         Kernel::AvxVnni => (CHAINS * 32, |iters, seed| {
             // SAFETY: AVX-VNNI, AVX2 and FMA are available (`is_available` above).
             unsafe { x86::dpbusd256_chains(iters, seed) }
         }),
-        #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni => (CHAINS * 64, |iters, seed| {
             // SAFETY: AVX-512 F/BW/VNNI are available (`is_available` above).
             unsafe { x86::dpbusd512_chains(iters, seed) }
         }),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => return None,
     };
     let mut best = f64::INFINITY;
     let mut sink = 0i32;

@@ -1,8 +1,9 @@
 //! A small persistent thread pool whose workers spin between calls.
 //!
-//! Why not rayon alone: a layer call on a small problem (1 x 1024 x 1024 is about 15 us of work)
-//! cannot afford the ~10 us it takes to wake a parked worker, which is what a work-stealing pool
-//! pays when its threads have gone to sleep between calls. XNNPACK's pthreadpool avoids this by
+//! Why a pool of our own (hybridq used rayon before): a layer call on a small problem
+//! (1 x 1024 x 1024 is about 20 us of work) cannot afford the ~10 us it takes to wake a parked
+//! worker, which is what a work-stealing pool pays when its threads have gone to sleep between
+//! calls. XNNPACK's pthreadpool avoids this by
 //! letting its workers spin for a while after each call; this pool does the same. After
 //! [`SPIN`] without work a worker parks on a condition variable, so an idle process burns no CPU.
 //!
@@ -13,7 +14,9 @@
 //! on the thread count or on scheduling.
 //!
 //! One call uses the pool at a time; a call that finds it busy (another thread is in a parallel
-//! section) runs its tasks on the calling thread, in order, with the same results.
+//! section) runs its tasks on the calling thread, in order, with the same results. A worker that
+//! is not among a call's helpers goes back to waiting without restarting its spin, so small
+//! calls on a many-core machine do not keep idle workers spinning.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
@@ -23,7 +26,8 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins, waiting for the next call, before it parks.
 pub(crate) const SPIN: Duration = Duration::from_micros(200);
 
-/// Workers above this are never started (the signal word keeps the helper count in 16 bits).
+/// Workers above this are never started (the signal word keeps the helper count in its low
+/// 16 bits; a few hundred spinning workers would be a poor design anyway).
 const MAX_WORKERS: usize = 255;
 
 /// States of a worker's offer slot (the low 2 bits; the job's epoch is above them).
@@ -39,8 +43,12 @@ struct Job {
     f: &'static (dyn Fn(usize) + Sync),
     tasks: usize,
     next: AtomicUsize,
-    panicked: AtomicBool,
+    /// The first task panic's payload, re-raised by the caller once every task is done.
+    panic: Mutex<Option<Payload>>,
 }
+
+/// A panic's payload.
+type Payload = Box<dyn std::any::Any + Send>;
 
 impl Job {
     /// Claims and runs tasks until none is left; records a panic instead of unwinding.
@@ -50,10 +58,22 @@ impl Job {
             if t >= self.tasks {
                 return;
             }
-            if catch_unwind(AssertUnwindSafe(|| (self.f)(t))).is_err() {
-                self.panicked.store(true, Ordering::Relaxed);
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (self.f)(t))) {
+                let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                keep_first(&mut first, payload);
             }
         }
+    }
+}
+
+/// Keeps the first panic payload and leaks later ones rather than dropping them: a payload
+/// whose `Drop` panics must not unwind out of a worker holding a job, or out of `run` while a
+/// worker does.
+fn keep_first(first: &mut Option<Payload>, payload: Payload) {
+    if first.is_none() {
+        *first = Some(payload);
+    } else {
+        std::mem::forget(payload);
     }
 }
 
@@ -116,8 +136,11 @@ fn worker(shared: &'static Shared, index: usize) {
     // The value the signal had when the pool was made (the worker may start after the first
     // call has already published its job: it must still see that job as new).
     let mut seen = 0;
+    // When this worker last finished work: its spin before parking is counted from here, so
+    // signals for calls it is not part of do not restart the spin.
+    let mut idle_since = Instant::now();
     loop {
-        let signal = wait_for_signal(shared, seen);
+        let signal = wait_for_signal(shared, seen, idle_since);
         seen = signal;
         if index >= (signal & 0xffff) as usize {
             continue;
@@ -142,12 +165,13 @@ fn worker(shared: &'static Shared, index: usize) {
         job.work();
         // The last access to `job`.
         slot.store(epoch << 2 | DONE, Ordering::Release);
+        idle_since = Instant::now();
     }
 }
 
-/// Returns the first signal different from `seen`: spins for [`SPIN`], then parks.
-fn wait_for_signal(shared: &Shared, seen: u64) -> u64 {
-    let start = Instant::now();
+/// Returns the first signal different from `seen`: spins until [`SPIN`] after `idle_since`,
+/// then parks.
+fn wait_for_signal(shared: &Shared, seen: u64, idle_since: Instant) -> u64 {
     let mut spins = 0u32;
     loop {
         let s = shared.signal.load(Ordering::Acquire);
@@ -156,7 +180,7 @@ fn wait_for_signal(shared: &Shared, seen: u64) -> u64 {
         }
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
-        if spins.is_multiple_of(256) && start.elapsed() > SPIN {
+        if spins.is_multiple_of(256) && idle_since.elapsed() > SPIN {
             break;
         }
     }
@@ -175,8 +199,12 @@ fn wait_for_signal(shared: &Shared, seen: u64) -> u64 {
 /// pool workers; returns when every call has returned.
 ///
 /// # Panics
-/// If a task panics (after all tasks have finished).
+/// If a task panics (after all tasks have finished, whichever thread ran them).
 pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    // One participant: no pool (and no worker threads started for it).
+    if threads.min(tasks) <= 1 {
+        return run_here(tasks, f);
+    }
     let p = pool();
     let helpers = threads.min(tasks).saturating_sub(1).min(p.workers);
     let shared = p.shared;
@@ -186,8 +214,7 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_err()
     {
-        (0..tasks).for_each(f);
-        return;
+        return run_here(tasks, f);
     }
     // SAFETY: only the lifetime is erased. Workers reach `f` through `job`, which lives on this
     // stack frame, and this function does not return (nor unwind: the caller's own tasks run
@@ -197,7 +224,7 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         f,
         tasks,
         next: AtomicUsize::new(0),
-        panicked: AtomicBool::new(false),
+        panic: Mutex::new(None),
     };
     let epoch = ((shared.signal.load(Ordering::Relaxed) >> 16) + 1) & ((1 << 46) - 1);
     shared
@@ -237,8 +264,23 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         }
     }
     shared.busy.store(false, Ordering::Release);
-    if job.panicked.load(Ordering::Relaxed) {
-        resume_unwind(Box::new("hybridq: a parallel task panicked"));
+    let first = job.panic.into_inner().unwrap_or_else(|e| e.into_inner());
+    if let Some(payload) = first {
+        resume_unwind(payload);
+    }
+}
+
+/// Every task on the calling thread, in order, with [`run`]'s panic contract: all tasks run,
+/// then the first task panic (if any) is raised again.
+fn run_here(tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+    let mut first = None;
+    for t in 0..tasks {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(t))) {
+            keep_first(&mut first, payload);
+        }
+    }
+    if let Some(payload) = first {
+        resume_unwind(payload);
     }
 }
 
@@ -373,17 +415,23 @@ mod tests {
 
     #[test]
     fn a_panicking_task_is_reported_after_the_others_finish() {
-        let done = AtomicUsize::new(0);
-        let caught = catch_unwind(AssertUnwindSafe(|| {
-            run(8, 2, &|t| {
-                if t == 3 {
-                    panic!("task 3");
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-            })
-        }));
-        assert!(caught.is_err());
-        assert_eq!(done.load(Ordering::Relaxed), 7);
+        // threads = 1 runs on the calling thread; 2 and 8 use the pool when it is free (and
+        // the calling thread alone when another test holds it): the contract is the same.
+        for threads in [1, 2, 8] {
+            let done = AtomicUsize::new(0);
+            let caught = catch_unwind(AssertUnwindSafe(|| {
+                run(8, threads, &|t| {
+                    if t == 3 {
+                        panic!("task 3");
+                    }
+                    done.fetch_add(1, Ordering::Relaxed);
+                })
+            }));
+            let payload = caught.expect_err("the panic is raised again");
+            // The task's own payload, not a generic one.
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"task 3"));
+            assert_eq!(done.load(Ordering::Relaxed), 7, "threads {threads}");
+        }
         // The pool is usable afterwards.
         let hits = AtomicUsize::new(0);
         run(5, 2, &|_| {

@@ -149,7 +149,8 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
             if let Some(p) = peak {
                 println!(
                     "({kernel} int8 peak, measured on one core: {p:.1} GOP/s; % peak = GOP/s over \
-                     that peak times the threads used)"
+                     that peak times the threads asked for, counted as cores: it reads low where \
+                     threads share a core (SMT) or a small call uses fewer tasks)"
                 );
             }
         }
