@@ -225,6 +225,12 @@ fn forward_rows_checks_slice_lengths() {
         l.forward_rows(&[0.0; 8], 2, &mut out[..5], &mut Scratch::new()),
         Err(Error::ShapeMismatch { .. })
     ));
+    // A row count whose product with K overflows usize is a mismatch, not a panic or a wrap.
+    let e = l
+        .forward_rows(&[0.0; 8], usize::MAX, &mut out, &mut Scratch::new())
+        .unwrap_err();
+    assert!(matches!(e, Error::ShapeMismatch { .. }), "{e}");
+    assert!(e.to_string().contains("more than usize holds"), "{e}");
 }
 
 #[test]

@@ -34,6 +34,7 @@ use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use crate::activation::Activation;
 use crate::error::{check_finite, Error, Result};
+use crate::layer::rows::check_rows;
 use crate::layer::{Linear, Scratch};
 use crate::quantize::weights::{Granularity, QuantizedWeights, MAX_DEPTH};
 use crate::toolkit::affine::AffineParams;
@@ -527,12 +528,12 @@ impl IntegerLinear {
     ///
     /// Errors: slice lengths that do not match.
     pub fn forward_q_rows(&self, x: &[i8], rows: usize, out: &mut [i8]) -> Result<()> {
-        check_lengths(
+        check_rows(
             "IntegerLinear::forward_q_rows",
             x.len(),
-            out.len(),
             rows,
             self.k,
+            out.len(),
             self.n,
         )?;
         let (n, k) = (self.n, self.k);
@@ -611,31 +612,6 @@ fn dot4(x: &[i8], w: &[i8], k: usize) -> [i32; 4] {
     a
 }
 
-fn check_lengths(
-    op: &'static str,
-    x_len: usize,
-    out_len: usize,
-    rows: usize,
-    k: usize,
-    n: usize,
-) -> Result<()> {
-    if Some(x_len) != rows.checked_mul(k) {
-        return Err(Error::shape(
-            op,
-            format!("{rows} x {k} inputs"),
-            format!("{x_len}"),
-        ));
-    }
-    if Some(out_len) != rows.checked_mul(n) {
-        return Err(Error::shape(
-            op,
-            format!("{rows} x {n} outputs"),
-            format!("{out_len}"),
-        ));
-    }
-    Ok(())
-}
-
 /// The float API: inputs are quantized with the input parameters
 /// ([`TensorQuant::quantize`]), the integer layer runs, outputs are dequantized. Non-finite
 /// inputs are an [`Error::NonFinite`].
@@ -660,7 +636,7 @@ impl Linear for IntegerLinear {
         _scratch: &mut Scratch,
     ) -> Result<()> {
         const OP: &str = "IntegerLinear::forward_rows";
-        check_lengths(OP, x.len(), out.len(), rows, self.k, self.n)?;
+        check_rows(OP, x.len(), rows, self.k, out.len(), self.n)?;
         check_finite(OP, "input", x)?;
         let xq: Vec<i8> = x.iter().map(|&v| self.input.quantize(v)).collect();
         let mut yq = vec![0i8; out.len()];

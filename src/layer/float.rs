@@ -123,7 +123,7 @@ impl Linear for FloatLinear {
         _scratch: &mut Scratch,
     ) -> Result<()> {
         let (k, n) = (self.k, self.n);
-        check_rows("FloatLinear::forward_rows", x, rows, k, out, n)?;
+        check_rows("FloatLinear::forward_rows", x.len(), rows, k, out.len(), n)?;
         if rows == 0 {
             return Ok(());
         }

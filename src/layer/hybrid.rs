@@ -294,7 +294,7 @@ impl Linear for HybridLinear {
         scratch: &mut Scratch,
     ) -> Result<()> {
         let (k, n) = (self.weights.k(), self.weights.n());
-        check_rows("HybridLinear::forward_rows", x, rows, k, out, n)?;
+        check_rows("HybridLinear::forward_rows", x.len(), rows, k, out.len(), n)?;
         if rows == 0 {
             return Ok(());
         }

@@ -5,7 +5,7 @@
 pub(crate) mod epilogue;
 mod float;
 mod hybrid;
-mod rows;
+pub(crate) mod rows;
 mod scratch;
 
 pub use float::FloatLinear;

@@ -110,28 +110,32 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
     result
 }
 
-/// Checks the flat slice lengths handed to `forward_rows`.
-pub(super) fn check_rows(
+/// Checks the flat slice lengths handed to a `forward_rows`-style call (the layers' and
+/// `IntegerLinear::forward_q_rows`): `rows * k` inputs and `rows * n` outputs. A product that
+/// does not fit in `usize` is a mismatch, never an overflow.
+pub(crate) fn check_rows(
     op: &'static str,
-    x: &[f32],
+    x_len: usize,
     rows: usize,
     k: usize,
-    out: &[f32],
+    out_len: usize,
     n: usize,
 ) -> Result<()> {
-    if x.len() != rows * k {
-        return Err(Error::shape(
+    check_len(op, "inputs", x_len, rows, k)?;
+    check_len(op, "outputs", out_len, rows, n)
+}
+
+/// `len == rows * per`, or a shape error naming `what`.
+fn check_len(op: &'static str, what: &str, len: usize, rows: usize, per: usize) -> Result<()> {
+    match rows.checked_mul(per) {
+        Some(want) if want == len => Ok(()),
+        want => Err(Error::shape(
             op,
-            format!("{rows} x {k} = {} inputs", rows * k),
-            format!("{}", x.len()),
-        ));
+            match want {
+                Some(w) => format!("{rows} x {per} = {w} {what}"),
+                None => format!("{rows} x {per} {what} (more than usize holds)"),
+            },
+            format!("{len}"),
+        )),
     }
-    if out.len() != rows * n {
-        return Err(Error::shape(
-            op,
-            format!("{rows} x {n} = {} outputs", rows * n),
-            format!("{}", out.len()),
-        ));
-    }
-    Ok(())
 }
