@@ -153,6 +153,18 @@ pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32])
     }
 }
 
+/// A bias of any element type must hold one value per output channel.
+pub(crate) fn check_bias_len(op: &'static str, n: usize, len: usize) -> Result<()> {
+    if len != n {
+        return Err(Error::shape(
+            op,
+            format!("bias of length N = {n}"),
+            format!("length {len}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Validates an optional f32 bias for N output channels (length N, finite values) and copies it.
 pub(crate) fn checked_bias(
     op: &'static str,
@@ -160,13 +172,7 @@ pub(crate) fn checked_bias(
     bias: Option<ndarray::ArrayView1<'_, f32>>,
 ) -> Result<Option<Vec<f32>>> {
     let Some(b) = bias else { return Ok(None) };
-    if b.len() != n {
-        return Err(Error::shape(
-            op,
-            format!("bias of length N = {n}"),
-            format!("length {}", b.len()),
-        ));
-    }
+    check_bias_len(op, n, b.len())?;
     let b = b.to_vec();
     check_finite(op, "bias", &b)?;
     Ok(Some(b))

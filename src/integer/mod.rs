@@ -33,7 +33,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use crate::activation::Activation;
-use crate::error::{check_finite, Error, Result};
+use crate::error::{check_bias_len, check_finite, checked_bias, Error, Result};
 use crate::layer::rows::check_rows;
 use crate::layer::{Linear, Scratch};
 use crate::quantize::weights::{Granularity, QuantizedWeights, MAX_DEPTH};
@@ -243,17 +243,10 @@ impl IntegerLinear {
         // Re-validate the activation parameters (their fields are public).
         let input = TensorQuant::new(input.scale, input.zero_point)?;
         let output = TensorQuant::new(output.scale, output.zero_point)?;
-        let bias = match bias_q {
-            None => None,
-            Some(b) if b.len() != n => {
-                return Err(Error::shape(
-                    OP,
-                    format!("bias of length N = {n}"),
-                    format!("length {}", b.len()),
-                ))
-            }
-            Some(b) => Some(b.to_vec()),
-        };
+        if let Some(b) = &bias_q {
+            check_bias_len(OP, n, b.len())?;
+        }
+        let bias = bias_q.map(|b| b.to_vec());
         let multipliers = real_multipliers(input.scale, weight_scales, output.scale)
             .into_iter()
             .map(QuantizedMultiplier::from_real)
@@ -314,18 +307,9 @@ impl IntegerLinear {
         const OP: &str = "IntegerLinear::from_f32";
         let q = QuantizedWeights::quantize(weights, granularity)?;
         let n = q.n();
-        let bias_q = match bias {
+        let bias_q = match checked_bias(OP, n, bias)? {
             None => None,
-            Some(b) if b.len() != n => {
-                return Err(Error::shape(
-                    OP,
-                    format!("bias of length N = {n}"),
-                    format!("length {}", b.len()),
-                ))
-            }
             Some(b) => {
-                let b = b.to_vec();
-                check_finite(OP, "bias", &b)?;
                 let mut out = Vec::with_capacity(n);
                 for (i, &v) in b.iter().enumerate() {
                     let s = input.scale as f64 * q.scale(i) as f64;
