@@ -309,31 +309,21 @@ pub(crate) fn store_raw<const MR: usize>(acc: &[[__m256i; 2]; MR], out: &mut [[i
 
 /// One `MR x 16` tile with its epilogue, for `K <= I32_COMBINE_MAX_K`:
 /// `out[r][c] = act(epilogue(acc[r][c] - row_sum[c] * zp[r]))` in i32 (wrapping, exact since
-/// the true value fits), written to `width <= 16` columns of each row.
+/// the true value fits), written to `o.width <= 16` columns of each row.
 ///
 /// # Safety
 /// 1. As [`dots`] 1-3.
-/// 2. `params.len() >= MR`; `row_sums`, `scales`, `init` hold at least 16 values.
-/// 3. `out` is valid for writing `width` f32 at `out + r * out_stride` for each `r < MR`,
-///    and no other thread writes those elements during the call.
+/// 2. As [`epilogue_store`] 2-3 for `o`.
 ///
 /// `prefetch`: prefetch the weight stream (small batches; see [`dots`]). One row always does.
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn tile<const MR: usize>(
     x: *const i16,
     x_stride: usize,
     w: *const i8,
     kp: usize,
-    params: &[RowParams],
-    row_sums: &[i32],
-    scales: &[f32],
-    init: &[f32],
-    e: Epilogue,
-    out: *mut f32,
-    out_stride: usize,
-    width: usize,
     prefetch: bool,
+    o: &TileOut<'_>,
 ) {
     let acc = if MR == 1 {
         // SAFETY: forwarded contract 1 (one row: `x` holds `2 * kp` i16).
@@ -351,18 +341,8 @@ pub(crate) unsafe fn tile<const MR: usize>(
             }
         }
     };
-    let o = TileOut {
-        params,
-        row_sums,
-        scales,
-        init,
-        e,
-        out,
-        out_stride,
-        width,
-    };
-    // SAFETY: forwarded contracts 2-3.
-    unsafe { epilogue_store::<MR>(&acc, 0, &o) }
+    // SAFETY: forwarded contract 2.
+    unsafe { epilogue_store::<MR>(&acc, 0, o) }
 }
 
 /// Where and how a tile's epilogue writes: row parameters, the panel's constants (16 values

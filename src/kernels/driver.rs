@@ -236,47 +236,37 @@ struct Tile<'a> {
 /// As [`run_block`], for the tile's rows and columns.
 unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize, e: Epilogue) {
     let c = t.c0;
-    let (rs, ws, init) = (&pk.row_sums[c..], &pk.scales[c..], &pk.init[c..]);
+    #[cfg(target_arch = "x86_64")]
+    let o = super::avx2::TileOut {
+        params: t.params,
+        row_sums: &pk.row_sums[c..],
+        scales: &pk.scales[c..],
+        init: &pk.init[c..],
+        e,
+        out: t.out,
+        out_stride: t.out_stride,
+        width: t.width,
+    };
     match kernel {
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
             use super::avx2::tile;
-            let (x, s, w, kp, pr, o, os, wd) = (
-                t.x,
-                t.stride,
-                t.w,
-                t.kp,
-                t.params,
-                t.out,
-                t.out_stride,
-                t.width,
-            );
-            let pf = t.prefetch;
+            let (x, s, w, kp, pf) = (t.x, t.stride, t.w, t.kp, t.prefetch);
             // SAFETY: AVX2 and FMA were detected (contract 1); operands are in bounds
             // (contract 2); K <= I32_COMBINE_MAX_K so the runs are exact and the i32
             // combination does not lose the true value.
             unsafe {
                 match mr {
-                    4 => tile::<4>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
-                    3 => tile::<3>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
-                    2 => tile::<2>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
-                    _ => tile::<1>(x, s, w, kp, pr, rs, ws, init, e, o, os, wd, pf),
+                    4 => tile::<4>(x, s, w, kp, pf, &o),
+                    3 => tile::<3>(x, s, w, kp, pf, &o),
+                    2 => tile::<2>(x, s, w, kp, pf, &o),
+                    _ => tile::<1>(x, s, w, kp, pf, &o),
                 }
             }
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx512Vnni | Kernel::AvxVnni => {
             use super::avx2::epilogue_store;
-            let o = super::avx2::TileOut {
-                params: t.params,
-                row_sums: rs,
-                scales: ws,
-                init,
-                e,
-                out: t.out,
-                out_stride: t.out_stride,
-                width: t.width,
-            };
             let (x, s, w, kq) = (t.xu, t.stride_u8, t.w, t.kp);
             macro_rules! tiles {
                 ($m:ident) => {
