@@ -190,28 +190,27 @@ fn helper_functions_match_their_definitions() {
             round_half_up(a as i128 * b as i128, 31)
         };
         assert_eq!(srdhm(a, b) as i128, want, "{a} {b}");
-        let e = rng.random_range(0..=31);
-        assert_eq!(
-            rounding_divide_by_pot(a, e) as i128,
-            round_half_away(a as i128, e as u32)
-        );
-        assert_eq!(
-            ruy_rounding_right_shift(a, e) as i128,
-            round_half_up(a as i128, e as u32)
-        );
+        check_rounding_shifts(a, rng.random_range(0..=31));
     }
     for e in 0..=31 {
         for a in [i32::MIN, i32::MAX, i32::MAX - 1, -1, 0, 1] {
-            assert_eq!(
-                rounding_divide_by_pot(a, e) as i128,
-                round_half_away(a as i128, e as u32)
-            );
-            assert_eq!(
-                ruy_rounding_right_shift(a, e) as i128,
-                round_half_up(a as i128, e as u32)
-            );
+            check_rounding_shifts(a, e);
         }
     }
+}
+
+/// Both rounding right shifts of `a` by `e` against their exact definitions.
+fn check_rounding_shifts(a: i32, e: i32) {
+    assert_eq!(
+        rounding_divide_by_pot(a, e) as i128,
+        round_half_away(a as i128, e as u32),
+        "{a} >> {e}"
+    );
+    assert_eq!(
+        ruy_rounding_right_shift(a, e) as i128,
+        round_half_up(a as i128, e as u32),
+        "{a} >> {e}"
+    );
 }
 
 #[test]
