@@ -12,12 +12,26 @@
 //! rounded to an integer, so an extreme value can sit up to one step past the grid and be
 //! clamped), and `slop` covers f32 rounding of the sums (relative `1e-5` of `sum |x||w|`).
 //! Fused activations are 1-Lipschitz clamps, so the bound holds after them too.
+//!
+//! **Where it does not apply.** The bound is about the quantization error in exact arithmetic
+//! and assumes f32 does not overflow: a row whose products reach `f32::MAX` (inputs near 1e38)
+//! gives an infinite or NaN hybrid output where the float layer may stay finite, in every
+//! TFLite build and in XNNPACK alike (`fixtures/hybrid/case087`-`089`). XNNPACK overflows
+//! earlier than TFLite, because it multiplies the accumulator by the row scale before the
+//! weight scale: `w = [[0.5]]`, `x = [[f32::MAX]]` gives `inf` in [`Flavour::Xnnpack`] (as
+//! the real delegate does) and 1.7014117e38 in the TFLite flavours and the float layer, so the
+//! XNNPACK flavour does not meet the bound there (`tests/extremes.rs`). Rows whose range is so
+//! small that the quantization multiplier overflows (below about 1e-36) are quantized to
+//! build-specific integers that may even have the wrong sign; their outputs are below 1e-30,
+//! inside the bound's absolute slop, so the bound still holds there but says nothing useful.
 
 use ndarray::ArrayView2;
 
 use crate::error::{Error, Result};
 use crate::layer::{HybridLinear, Linear};
 use crate::quantize::inputs::quantize_row;
+#[cfg(doc)]
+use crate::Flavour;
 
 /// Per-output bounds `|y_hybrid - y_float| <= bound[b][n]` for `rows` rows of `x` (row-major,
 /// `rows * K` values, all finite), where `weights` are the float weights `[N, K]` the layer

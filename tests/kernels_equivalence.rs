@@ -48,8 +48,12 @@ fn weights(len: usize) -> impl Strategy<Value = Vec<i8>> {
     ]
 }
 
+#[path = "support/extreme.rs"]
+mod extreme;
+
 fn inputs(len: usize) -> impl Strategy<Value = Vec<f32>> {
     prop_oneof![
+        2 => extreme::extreme_row(len),
         3 => prop::collection::vec(-8.0f32..8.0, len),
         1 => prop::collection::vec(0.0f32..1e4, len),
         1 => prop::collection::vec(prop::sample::select(vec![0.0f32, -0.0, 0.5, -2.5, 127.0, -128.0]), len),
@@ -69,10 +73,14 @@ fn case() -> impl Strategy<Value = Case> {
         (
             weights(n * k),
             prop_oneof![
-                prop::collection::vec(scale(), n),
-                scale().prop_map(|s| vec![s]),
+                3 => prop::collection::vec(scale(), n),
+                1 => prop::collection::vec(extreme::any_positive_scale(), n),
+                1 => scale().prop_map(|s| vec![s]),
             ],
-            prop::option::of(prop::collection::vec(-3.0f32..3.0, n)),
+            prop::option::of(prop_oneof![
+                3 => prop::collection::vec(-3.0f32..3.0, n),
+                1 => extreme::mixed_row(n),
+            ]),
             inputs(b * k),
             prop::sample::select(Flavour::ALL.to_vec()),
             any::<bool>(),

@@ -11,7 +11,7 @@ use hybridq::{Flavour, HybridConfig, HybridLinear, Kernel, Linear, QuantizedWeig
 fn every_kernel_reproduces_every_fixture() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/hybrid");
     let files = collect_case_files(&[dir]).unwrap();
-    assert!(files.len() >= 77, "found only {} fixtures", files.len());
+    assert!(files.len() >= 95, "found only {} fixtures", files.len());
     let kernels = Kernel::available();
     let mut checked = 0;
     for file in &files {

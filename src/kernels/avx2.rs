@@ -24,11 +24,11 @@ use std::arch::x86_64::*;
 
 use super::driver::{Epilogue, MR as MR_MAX};
 use super::pack::{NR, PAIR_BYTES};
-use super::quant::{plan, Rounding, RowPlan};
 use crate::flavour::Flavour;
 use crate::quantize::inputs::RowParams;
+use crate::quantize::plan::{plan, Rounding, RowPlan};
 
-/// Vectorised [`super::quant::quantize_row_i16`]: quantizes a finite row into i16 (`out` has
+/// Vectorised [`crate::quantize::plan::quantize_row_i16`]: quantizes a finite row into i16 (`out` has
 /// `row.len()` rounded up to even values; the padding is 0).
 ///
 /// # Safety
@@ -45,7 +45,10 @@ pub(crate) unsafe fn quantize_row_i16(
     let k = row.len();
     let (mn, mx) = min_max(row);
     let p = plan(flavour, asymmetric, k, mn, mx);
-    let chunks = k / 8;
+    // Rows whose multiplier overflows (tiny ranges) or where XNNPACK's DAZ could matter take
+    // the definition element by element: their conversions of infinities and NaN differ per
+    // build (see `crate::quantize::plan`).
+    let chunks = if p.vector_safe { k / 8 } else { 0 };
     let src = row.as_ptr();
     let dst = out.as_mut_ptr();
     // SAFETY: in every arm, each chunk c < chunks reads row[8c..8c + 8] and writes
@@ -345,6 +348,16 @@ pub(crate) unsafe fn tile<const MR: usize>(
     unsafe { epilogue_store::<MR>(&acc, 0, o) }
 }
 
+/// Every subnormal lane becomes zero of the same sign (x86 FTZ / DAZ, as XNNPACK runs);
+/// other lanes, NaN included, are unchanged ([`crate::quantize::rounding::flush_subnormal`]).
+#[target_feature(enable = "avx2,fma")]
+fn flush_subnormal_ps(v: __m256) -> __m256 {
+    let sign = _mm256_set1_ps(-0.0);
+    let tiny =
+        _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_andnot_ps(sign, v), _mm256_set1_ps(f32::MIN_POSITIVE));
+    _mm256_blendv_ps(v, _mm256_and_ps(v, sign), tiny)
+}
+
 /// Where and how a tile's epilogue writes: row parameters, the panel's constants (16 values
 /// each), the epilogue flavour, and `width` output columns per row at `out + r * out_stride`.
 #[derive(Clone, Copy)]
@@ -412,6 +425,15 @@ pub(crate) unsafe fn epilogue_store<const MR: usize>(
             ],
         )
     };
+    // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
+    let (ws, bias) = if e.xnnpack {
+        (
+            [flush_subnormal_ps(ws[0]), flush_subnormal_ps(ws[1])],
+            [flush_subnormal_ps(bias[0]), flush_subnormal_ps(bias[1])],
+        )
+    } else {
+        (ws, bias)
+    };
     let lo = _mm256_set1_ps(e.lo);
     let hi = _mm256_set1_ps(e.hi);
     for (r, a) in acc.iter().enumerate() {
@@ -423,8 +445,8 @@ pub(crate) unsafe fn epilogue_store<const MR: usize>(
             let corrected = _mm256_sub_epi32(a[h], _mm256_mullo_epi32(rs[h], zp));
             let accf = _mm256_cvtepi32_ps(corrected);
             let mut v = if e.xnnpack {
-                // fma(f32(acc * sf), ws, bias): one fused rounding, as XNNPACK.
-                _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h])
+                // fma(f32(acc * sf), ws, bias): one fused rounding, as XNNPACK, with FTZ.
+                flush_subnormal_ps(_mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h]))
             } else {
                 // f32(bias + f32(acc * f32(sf * ws))): never fused.
                 let s = _mm256_mul_ps(sf, ws[h]);

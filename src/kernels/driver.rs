@@ -149,9 +149,11 @@ unsafe fn run_block(
     let stride_u8 = super::u8_stride(pk.k);
     let group = (GROUP_BYTES / (kp * pk.step_bytes).max(1)).max(1);
     let (lo, hi) = p.activation.bounds();
+    let xnnpack = p.flavour == Flavour::Xnnpack;
     let e = Epilogue {
-        xnnpack: p.flavour == Flavour::Xnnpack,
-        clamp: p.activation != Activation::None,
+        xnnpack,
+        // XNNPACK clamps even without an activation (a NaN becomes -inf).
+        clamp: xnnpack || p.activation != Activation::None,
         lo,
         hi,
     };
@@ -390,13 +392,14 @@ unsafe fn long_k_tile(
         for (c, &dot) in a.iter().take(t.width).enumerate() {
             let ch = t.c0 + c;
             let v = dot - pk.row_sums[ch] as i64 * (p.zero_point as i64 + offset);
-            let y = if flavour == Flavour::Xnnpack {
+            let xnnpack = flavour == Flavour::Xnnpack;
+            let y = if xnnpack {
                 epilogue::xnnpack(v, p.scale, pk.scales[ch], pk.init[ch])
             } else {
                 epilogue::tflite(v, p.scale, pk.scales[ch], pk.init[ch])
             };
             // SAFETY: row r < mr and column c < width of this tile (contract of run_block).
-            unsafe { *t.out.add(r * t.out_stride + c) = act.apply(y) };
+            unsafe { *t.out.add(r * t.out_stride + c) = epilogue::activate(xnnpack, act, y) };
         }
     }
 }
@@ -432,7 +435,7 @@ pub(crate) fn run_scalar(
             } else {
                 epilogue::tflite(acc, p.scale, scale(j), init(j))
             };
-            *o = act.apply(y);
+            *o = epilogue::activate(xnnpack, act, y);
         }
     };
     let threads = tasks_for(rows * n * k, threads).min(rows.max(1));

@@ -22,7 +22,6 @@
 //! - `peak`: the measured one-core peak of each kernel's multiply-add step
 //!   ([`Kernel::peak_gops`]);
 //! - [`float`], [`float_packed`]: the float layer's f32 products;
-//! - [`quant`]: the scalar plan of a row's quantization shared by the vector quantizers.
 //!
 //! Adding an ISA: an aarch64 NEON `dotprod` kernel (`sdot`, i8 x i8 into i32 lanes, exact with
 //! no +128 trick) belongs in a `neon_dotprod.rs` module gated by
@@ -57,7 +56,7 @@ mod peak;
 pub(crate) mod pool;
 
 pub(crate) use pool::for_each_chunk;
-pub(crate) mod quant;
+
 pub(crate) mod scalar;
 
 use std::fmt;
@@ -331,7 +330,7 @@ pub(crate) fn quantize_rows(
                 Kernel::Avx2 | Kernel::Avx512Vnni | Kernel::AvxVnni => unsafe {
                     avx2::quantize_row_i16(flavour, asymmetric, row, q)
                 },
-                _ => quant::quantize_row_i16(flavour, asymmetric, row, q),
+                _ => crate::quantize::plan::quantize_row_i16(flavour, asymmetric, row, q),
             }
         };
     };

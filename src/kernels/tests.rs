@@ -59,7 +59,7 @@ fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
             let mut want = vec![0i8; row.len()];
             let pw = quantize_row(flavour, asym, row, &mut want);
             let mut scalar16 = vec![7i16; 2 * row.len().div_ceil(2)];
-            let ps = super::quant::quantize_row_i16(flavour, asym, row, &mut scalar16);
+            let ps = crate::quantize::plan::quantize_row_i16(flavour, asym, row, &mut scalar16);
             let mut kernels = vec![(Kernel::Scalar, scalar16, ps)];
             for kernel in simd_kernels() {
                 let (q, p) = quantize_with(kernel, flavour, asym, row);
@@ -100,7 +100,11 @@ fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Rows of 1..70 values: full range, wide dynamic range, few distinct values, spikes.
+#[path = "../../tests/support/extreme.rs"]
+mod extreme;
+
+/// Rows of 1..70 values: ordinary ranges, wide dynamic range, few distinct values, spikes, and
+/// values across the whole f32 range (subnormal, tiny, huge, rows mixing them).
 fn row_strategy() -> impl Strategy<Value = Vec<f32>> {
     let value = prop_oneof![
         4 => -10.0f32..10.0,
@@ -108,7 +112,12 @@ fn row_strategy() -> impl Strategy<Value = Vec<f32>> {
         1 => prop::sample::select(vec![0.0f32, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 127.0, -128.0, 0.49999997, -0.49999997]),
         1 => (-1000i32..1000).prop_map(|v| v as f32 * 0.25),
     ];
-    (1usize..70).prop_flat_map(move |k| prop::collection::vec(value.clone(), k))
+    (1usize..70).prop_flat_map(move |k| {
+        prop_oneof![
+            1 => prop::collection::vec(value.clone(), k),
+            1 => extreme::extreme_row(k),
+        ]
+    })
 }
 
 proptest! {
@@ -181,6 +190,16 @@ fn scale_strategy(max: f32) -> impl Strategy<Value = f32> {
     (0u32..=1000).prop_map(move |i| max * 2f32.powf(-(i as f32) / 50.0))
 }
 
+/// Row scales as the quantizers make them: ordinary, or anywhere in the f32 range (0, the
+/// subnormal scales of tiny rows, the huge ones of rows near f32::MAX).
+fn row_scale_strategy() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        3 => scale_strategy(10.0),
+        1 => extreme::any_positive_scale(),
+        1 => Just(0.0f32),
+    ]
+}
+
 fn product_strategy(
     max_b: usize,
     max_k: usize,
@@ -190,9 +209,15 @@ fn product_strategy(
         (
             i8_strategy(n * k, -128),
             i8_strategy(b * k, -128),
-            prop::collection::vec((-128i32..=127, scale_strategy(10.0)), b),
-            prop::collection::vec(scale_strategy(1.0), n),
-            prop::option::of(prop::collection::vec(-5.0f32..5.0, n)),
+            prop::collection::vec((-128i32..=127, row_scale_strategy()), b),
+            prop::collection::vec(
+                prop_oneof![3 => scale_strategy(1.0), 1 => extreme::any_positive_scale()],
+                n,
+            ),
+            prop::option::of(prop_oneof![
+                3 => prop::collection::vec(-5.0f32..5.0, n),
+                1 => extreme::mixed_row(n),
+            ]),
         )
             .prop_map(move |(w, q, rp, scales, bias)| ProductCase {
                 b,

@@ -1,10 +1,11 @@
 //! Run-time input quantization: each row of K floats gets its own scale and zero point.
 //!
-//! These functions are the scalar reference of numerics.md sections 2 and 4. The SIMD kernels
-//! (in the crate's private `kernels` module) reproduce them bit for bit.
+//! [`quantize_row`] is the scalar reference of numerics.md sections 2 and 4 (its definition is
+//! the crate's row plan, one place for every flavour). The SIMD kernels (in the crate's private
+//! `kernels` module) reproduce it bit for bit.
 
 use crate::flavour::Flavour;
-use crate::quantize::rounding::{round_away, round_half_up_trunc, round_ties_even, to_i32};
+use crate::quantize::plan::plan_row;
 
 /// The quantization parameters of one input row: `x ~= scale * (q - zero_point)`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,7 +28,9 @@ impl RowParams {
 ///
 /// `asymmetric` selects TFLite's `asymmetric_quantize_inputs`; the XNNPACK flavour is always
 /// asymmetric and ignores it. The row must hold only finite values (the layer checks this
-/// first); with a NaN the result is unspecified but memory-safe.
+/// first); with a NaN the result is unspecified but memory-safe. Rows of any finite magnitude,
+/// subnormal and tiny ones included, give the bits of the build the flavour names (see
+/// `docs/how-it-works.md`, "Rows of extreme magnitude").
 ///
 /// ```
 /// use hybridq::quantize::inputs::quantize_row;
@@ -38,6 +41,14 @@ impl RowParams {
 /// let p = quantize_row(Flavour::TfliteX86, false, &row, &mut q);
 /// assert_eq!((p.scale, p.zero_point), (1.0, 0));
 /// assert_eq!(q, [127, 0, -1, 3]); // K = 4 < 8: every element is in the ties-away tail
+///
+/// // A row of f32::MIN_POSITIVE: 127 / range overflows to infinity, and TFLite's x86-64 build
+/// // converts the infinite products of its vector part to i32::MAX (so 127) but those of its
+/// // scalar tail to i32::MIN (so -127).
+/// let row = [f32::MIN_POSITIVE; 9];
+/// let mut q = [0i8; 9];
+/// quantize_row(Flavour::TfliteX86, false, &row, &mut q);
+/// assert_eq!(q, [127, 127, 127, 127, 127, 127, 127, 127, -127]);
 /// ```
 ///
 /// # Panics
@@ -48,152 +59,17 @@ pub fn quantize_row(flavour: Flavour, asymmetric: bool, row: &[f32], q: &mut [i8
         q.len(),
         "quantize_row: row and output lengths differ"
     );
-    let vec_end = row.len() / 8 * 8;
-    match (flavour, asymmetric) {
-        (Flavour::Xnnpack, _) => xnnpack_asymmetric(row, q),
-        (Flavour::TfliteX86, false) => symmetric(row, q, |i, y| {
-            if i < vec_end {
-                round_half_up_trunc(y)
-            } else {
-                round_away(y)
-            }
-        }),
-        (Flavour::TfliteArm64 | Flavour::TflitePortable, false) => {
-            symmetric(row, q, |_, y| round_away(y))
-        }
-        (Flavour::TfliteX86, true) => neon_asymmetric(row, q, |i, y| {
-            if i < vec_end {
-                round_half_up_trunc(y)
-            } else {
-                round_away(y)
-            }
-        }),
-        (Flavour::TfliteArm64, true) => neon_asymmetric(row, q, |_, y| round_away(y)),
-        (Flavour::TflitePortable, true) => portable_asymmetric(row, q),
-    }
-}
-
-/// `(min(0, min(row)), max(0, max(row)))` in f32.
-#[inline]
-pub(crate) fn range_with_zero(row: &[f32]) -> (f32, f32) {
-    row.iter()
-        .fold((0.0f32, 0.0f32), |(lo, hi), &x| (lo.min(x), hi.max(x)))
-}
-
-/// Symmetric per-row quantization (numerics.md 2.1): `q = clamp(R(x * inv), -127, 127)`.
-fn symmetric(row: &[f32], q: &mut [i8], round: impl Fn(usize, f32) -> f32) -> RowParams {
-    let range = row.iter().fold(0.0f32, |m, &x| m.max(x.abs()));
-    if range == 0.0 {
-        q.fill(0);
-        return RowParams::ZERO_ROW;
-    }
-    let scale = range / 127.0;
-    let inv = 127.0 / range;
+    let p = plan_row(flavour, asymmetric, row);
     for (i, (qv, &x)) in q.iter_mut().zip(row).enumerate() {
-        *qv = to_i32(round(i, x * inv)).clamp(-127, 127) as i8;
+        *qv = p.one(i, x) as i8;
     }
-    RowParams {
-        scale,
-        zero_point: 0,
-    }
-}
-
-/// TFLite's zero-point choice (numerics.md 2.2 steps 3-4), in f64.
-pub(crate) fn tflite_zero_point(rmin: f64, rmax: f64, scale: f64) -> i32 {
-    let zmin = -128.0 - rmin / scale;
-    let zmax = 127.0 - rmax / scale;
-    let emin = 128.0 + (rmin / scale).abs();
-    let emax = 127.0 + (rmax / scale).abs();
-    let zpd = if emin < emax { zmin } else { zmax };
-    if zpd <= -128.0 {
-        -128
-    } else if zpd >= 127.0 {
-        127
-    } else {
-        zpd.round() as i32
-    }
-}
-
-/// NEON asymmetric quantization (x86 and ARM64 builds): range subtraction in f32, zero point
-/// added after rounding.
-fn neon_asymmetric(row: &[f32], q: &mut [i8], round: impl Fn(usize, f32) -> f32) -> RowParams {
-    let (rmin, rmax) = range_with_zero(row);
-    if rmin == rmax {
-        q.fill(0);
-        return RowParams::ZERO_ROW;
-    }
-    let scale = (rmax - rmin) as f64 / 255.0;
-    let zero_point = tflite_zero_point(rmin as f64, rmax as f64, scale);
-    let sf = scale as f32;
-    let inv = 1.0f32 / sf;
-    for (i, (qv, &x)) in q.iter_mut().zip(row).enumerate() {
-        *qv = (to_i32(round(i, x * inv)) + zero_point).clamp(-128, 127) as i8;
-    }
-    RowParams {
-        scale: sf,
-        zero_point,
-    }
-}
-
-/// Portable C++ asymmetric quantization: range subtraction in f64, zero point added in f32
-/// before rounding.
-fn portable_asymmetric(row: &[f32], q: &mut [i8]) -> RowParams {
-    let (rmin, rmax) = range_with_zero(row);
-    let (rmin, rmax) = (rmin as f64, rmax as f64);
-    if rmin == rmax {
-        q.fill(0);
-        return RowParams::ZERO_ROW;
-    }
-    let scale = (rmax - rmin) / 255.0;
-    let zero_point = tflite_zero_point(rmin, rmax, scale);
-    let sf = scale as f32;
-    let inv = 1.0f32 / sf;
-    let zpf = zero_point as f32;
-    for (qv, &x) in q.iter_mut().zip(row) {
-        *qv = to_i32(round_away(zpf + x * inv)).clamp(-128, 127) as i8;
-    }
-    RowParams {
-        scale: sf,
-        zero_point,
-    }
-}
-
-/// XNNPACK's per-row quantization parameters (numerics.md section 4): the quantization
-/// multiplier `m` and the zero point.
-#[inline]
-pub(crate) fn xnnpack_params(rmin: f32, rmax: f32) -> (f32, i32) {
-    let m = if rmin == rmax {
-        1.0f32
-    } else {
-        255.0f32 / (rmax - rmin)
-    };
-    let dmin = rmin * m;
-    let dmax = rmax * m;
-    let zpf = if (-128.0f32 + dmin) + (127.0f32 + dmax) > 0.0 {
-        -128.0f32 - dmin
-    } else {
-        127.0f32 - dmax
-    };
-    let zero_point = round_ties_even(zpf.clamp(-128.0, 127.0)) as i32;
-    (m, zero_point)
-}
-
-/// XNNPACK's `f32 -> qd8` conversion: ties to even, zero point added after rounding.
-fn xnnpack_asymmetric(row: &[f32], q: &mut [i8]) -> RowParams {
-    let (rmin, rmax) = range_with_zero(row);
-    let (m, zero_point) = xnnpack_params(rmin, rmax);
-    for (qv, &x) in q.iter_mut().zip(row) {
-        *qv = (to_i32(round_ties_even(x * m)) + zero_point).clamp(-128, 127) as i8;
-    }
-    RowParams {
-        scale: 1.0f32 / m,
-        zero_point,
-    }
+    p.params
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quantize::rounding::round_away;
 
     fn q(flavour: Flavour, asym: bool, row: &[f32]) -> (Vec<i8>, RowParams) {
         let mut out = vec![0i8; row.len()];

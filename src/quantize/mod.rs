@@ -4,5 +4,6 @@
 //! references that the SIMD kernels must equal bit for bit.
 
 pub mod inputs;
+pub(crate) mod plan;
 pub mod rounding;
 pub mod weights;
