@@ -98,6 +98,21 @@ pub enum Error {
         available: String,
     },
 
+    /// A buffer the call needs is larger than this process can allocate (its size overflows,
+    /// or the allocator refused it), for example the output of a broadcast view with 2^62 rows.
+    #[error("{op}: cannot allocate {what} of {elements} values ({reason})")]
+    TooLarge {
+        /// The operation that needed the buffer.
+        op: &'static str,
+        /// What the buffer is for.
+        what: &'static str,
+        /// The number of values asked for (saturated at `usize::MAX` when the count itself
+        /// overflows).
+        elements: usize,
+        /// Why it failed: the size overflows, or the allocator's refusal.
+        reason: String,
+    },
+
     /// An invalid argument that fits none of the kinds above.
     #[error("{op}: {message}")]
     InvalidArgument {
@@ -115,6 +130,50 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+}
+
+/// A vector of `len` copies of `fill`, or [`Error::TooLarge`] when it cannot be allocated
+/// (instead of the abort or "capacity overflow" panic of `vec!`).
+pub(crate) fn try_filled<T: Clone>(
+    op: &'static str,
+    what: &'static str,
+    len: usize,
+    fill: T,
+) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(op, what, len)?;
+    v.resize(len, fill);
+    Ok(v)
+}
+
+/// An empty vector with room for `len` values, or [`Error::TooLarge`].
+pub(crate) fn try_with_capacity<T>(
+    op: &'static str,
+    what: &'static str,
+    len: usize,
+) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|e| Error::TooLarge {
+        op,
+        what,
+        elements: len,
+        reason: e.to_string(),
+    })?;
+    Ok(v)
+}
+
+/// `a * b`, or [`Error::TooLarge`] when the product overflows `usize`.
+pub(crate) fn checked_len(
+    op: &'static str,
+    what: &'static str,
+    a: usize,
+    b: usize,
+) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| Error::TooLarge {
+        op,
+        what,
+        elements: usize::MAX,
+        reason: format!("{a} x {b} overflows usize"),
+    })
 }
 
 impl Error {

@@ -13,13 +13,14 @@
 //! f32, `output_zero_point` i32 and `activation` i32, and `expected_q` i8 `[..., N]` (TFLite's
 //! optimized int8 kernel).
 
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array0, Array1, Array2, ArrayD, Ix0, Ix1, Ix2, IxDyn};
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
-use crate::npz::NpzArchive;
+use crate::npz::{NpzArchive, ReadLimits};
 
 /// The keys of a hybrid case (`bias` may be absent).
 pub const HYBRID_KEYS: [&str; 11] = [
@@ -171,17 +172,56 @@ pub fn case_name(path: &Path) -> String {
         .unwrap_or_else(|| path.display().to_string())
 }
 
-/// Reads and validates one case file.
+/// The default limit of one case file, decompressed (256 MiB): the largest shipped case is
+/// under 1 MiB, and a case big enough to matter for a check still fits many times over.
+/// [`load_with`] (and `hybridq check --max-case-mib`) takes another.
+pub const MAX_CASE_BYTES: u64 = 256 << 20;
+
+/// Reads and validates one case file, with the default limit [`MAX_CASE_BYTES`].
 ///
-/// Every problem (not an npz, truncated, a missing or unexpected key, a wrong dtype, rank or
-/// shape, an unknown activation code, a flag that is not 0 or 1) is an [`Error::File`] that names
-/// the key and what is wrong.
+/// Every problem (not a regular file, not an npz, truncated, a missing or unexpected key, an
+/// archive above the limit, a wrong dtype, rank or shape, an unknown activation code, a flag
+/// that is not 0 or 1) is an [`Error::File`] that names the key and what is wrong. The keys are
+/// checked before any array is read or decompressed.
 pub fn load(path: &Path) -> Result<Case> {
-    let archive = NpzArchive::open(path)?;
+    load_with(path, ReadLimits::with_total(MAX_CASE_BYTES))
+}
+
+/// [`load`] with other limits.
+pub fn load_with(path: &Path, limits: ReadLimits) -> Result<Case> {
+    from_archive(&NpzArchive::open_with(path, limits)?)
+}
+
+/// [`load`] from bytes in memory (`name` stands for the path in messages): a case file as
+/// `hybridq check` would read it.
+pub fn load_bytes(name: &Path, bytes: Vec<u8>, limits: ReadLimits) -> Result<Case> {
+    from_archive(&NpzArchive::from_bytes(name, bytes, limits)?)
+}
+
+fn from_archive<R: Read + Seek>(archive: &NpzArchive<R>) -> Result<Case> {
     if archive.contains("input_q") {
-        return load_integer(&archive).map(Case::Integer);
+        check_keys(archive, &INTEGER_KEYS, "bias_q", "a full-integer case")?;
+        return load_integer(archive).map(Case::Integer);
     }
-    load_hybrid(&archive).map(Case::Hybrid)
+    check_keys(archive, &HYBRID_KEYS, "bias", "a hybrid case")?;
+    load_hybrid(archive).map(Case::Hybrid)
+}
+
+/// Every key of the archive is one of `keys`, and every one of `keys` but `optional` is there.
+fn check_keys<R: Read + Seek>(
+    a: &NpzArchive<R>,
+    keys: &[&str],
+    optional: &str,
+    kind: &str,
+) -> Result<()> {
+    let fail = |message: String| file_error(a.path(), message);
+    if let Some(extra) = a.keys().find(|k| !keys.contains(k)) {
+        return Err(fail(format!("unexpected key `{extra}` in {kind}")));
+    }
+    if let Some(missing) = keys.iter().find(|&&k| k != optional && !a.contains(k)) {
+        return Err(fail(format!("array `{missing}`: missing")));
+    }
+    Ok(())
 }
 
 fn file_error(path: &Path, message: String) -> Error {
@@ -191,12 +231,9 @@ fn file_error(path: &Path, message: String) -> Error {
     }
 }
 
-fn load_hybrid(a: &NpzArchive) -> Result<HybridCase> {
+fn load_hybrid<R: Read + Seek>(a: &NpzArchive<R>) -> Result<HybridCase> {
     let path = a.path();
     let fail = |message: String| file_error(path, message);
-    if let Some(extra) = a.keys().find(|k| !HYBRID_KEYS.contains(k)) {
-        return Err(fail(format!("unexpected key `{extra}` in a hybrid case")));
-    }
     let input: ArrayD<f32> = a.array::<f32, IxDyn>("input")?;
     let weights: Array2<f32> = a.array::<f32, Ix2>("weights")?;
     let weights_q: Array2<i8> = a.array::<i8, Ix2>("weights_q")?;
@@ -266,14 +303,9 @@ fn load_hybrid(a: &NpzArchive) -> Result<HybridCase> {
     Ok(case)
 }
 
-fn load_integer(a: &NpzArchive) -> Result<IntegerCase> {
+fn load_integer<R: Read + Seek>(a: &NpzArchive<R>) -> Result<IntegerCase> {
     let path = a.path();
     let fail = |message: String| file_error(path, message);
-    if let Some(extra) = a.keys().find(|k| !INTEGER_KEYS.contains(k)) {
-        return Err(fail(format!(
-            "unexpected key `{extra}` in a full-integer case"
-        )));
-    }
     let input_q: ArrayD<i8> = a.array::<i8, IxDyn>("input_q")?;
     let input_scale = a.array::<f32, Ix0>("input_scale")?.into_scalar();
     let input_zero_point = a.array::<i32, Ix0>("input_zero_point")?.into_scalar();
@@ -371,35 +403,150 @@ fn check_layer_shapes(
     Ok(())
 }
 
-/// Collects the `.npz` files named by `paths`: files as given, directories searched
-/// recursively, sorted by path within each directory.
-pub fn collect_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found = Vec::new();
-            walk(p, &mut found)?;
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
+/// What a search for case files found: a case file to load, or an entry it could not read.
+#[derive(Debug)]
+pub struct Found {
+    /// The entry's path.
+    pub path: PathBuf,
+    /// Why it cannot be a case (a directory that cannot be listed, a FIFO or device named
+    /// `*.npz`, a broken link, a path too long to open), or `None` for a case file to load.
+    pub problem: Option<Error>,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| file_error(dir, format!("cannot list directory: {e}")))?;
-    for entry in entries {
-        let path = entry
-            .map_err(|e| file_error(dir, format!("cannot list directory: {e}")))?
-            .path();
-        if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "npz") {
-            out.push(path);
+/// Searches `paths` for case files: files as given, directories recursively, the files of
+/// each argument sorted by path.
+///
+/// The walk follows symbolic links but visits every directory and every file once (a link to
+/// `.` or a second hard link adds nothing, so no loop can make it run forever), never opens
+/// anything but directories (a FIFO or device is reported from its type, never opened), and
+/// reports every entry it could not read as a [`Found`] with a problem, so that a caller can
+/// count it as a failed case instead of skipping it in silence.
+pub fn find_cases(paths: &[PathBuf]) -> Vec<Found> {
+    let mut seen = Seen::default();
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::metadata(p) {
+            Ok(meta) if meta.is_dir() => {
+                let mut found = Vec::new();
+                walk(p, &meta, &mut seen, &mut found);
+                found.sort_by(|a: &Found, b: &Found| a.path.cmp(&b.path));
+                out.extend(found);
+            }
+            // A file named on the command line is taken whatever its name; `load` refuses
+            // anything that is not a regular file.
+            Ok(meta) => {
+                if seen.first_visit(p, &meta) {
+                    out.push(Found {
+                        path: p.clone(),
+                        problem: None,
+                    });
+                }
+            }
+            Err(e) => out.push(Found {
+                path: p.clone(),
+                problem: Some(file_error(p, format!("cannot open: {e}"))),
+            }),
         }
     }
-    Ok(())
+    out
+}
+
+/// The case files named by `paths` ([`find_cases`]), or the first entry that could not be read.
+pub fn collect_case_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    find_cases(paths)
+        .into_iter()
+        .map(|f| match f.problem {
+            None => Ok(f.path),
+            Some(e) => Err(e),
+        })
+        .collect()
+}
+
+/// The files and directories a walk has visited, by identity (device and inode on Unix, the
+/// canonical path elsewhere).
+#[derive(Default)]
+struct Seen(std::collections::HashSet<(u64, u64, PathBuf)>);
+
+impl Seen {
+    /// Records the entry and says whether this is its first visit.
+    fn first_visit(&mut self, path: &Path, meta: &std::fs::Metadata) -> bool {
+        #[cfg(unix)]
+        let key = {
+            use std::os::unix::fs::MetadataExt;
+            let _ = path;
+            (meta.dev(), meta.ino(), PathBuf::new())
+        };
+        #[cfg(not(unix))]
+        let key = {
+            let _ = meta;
+            (
+                0,
+                0,
+                std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()),
+            )
+        };
+        self.0.insert(key)
+    }
+}
+
+/// Walks `root` (already known to be a directory) iteratively, so that a deep tree cannot
+/// exhaust the stack.
+fn walk(root: &Path, root_meta: &std::fs::Metadata, seen: &mut Seen, out: &mut Vec<Found>) {
+    let problem = |path: &Path, message: String| Found {
+        path: path.to_path_buf(),
+        problem: Some(file_error(path, message)),
+    };
+    if !seen.first_visit(root, root_meta) {
+        return;
+    }
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                out.push(problem(&dir, format!("cannot list directory: {e}")));
+                continue;
+            }
+        };
+        for entry in entries {
+            let path = match entry {
+                Ok(entry) => entry.path(),
+                Err(e) => {
+                    out.push(problem(&dir, format!("cannot list directory: {e}")));
+                    continue;
+                }
+            };
+            let is_npz = path.extension().is_some_and(|e| e == "npz");
+            // `metadata` follows links: a link is taken as what it points to.
+            match std::fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => {
+                    if seen.first_visit(&path, &meta) {
+                        pending.push(path);
+                    }
+                }
+                Ok(meta) if is_npz => {
+                    if !meta.is_file() {
+                        let kind = crate::npz::describe_file_type(&meta.file_type());
+                        out.push(problem(&path, format!("not a regular file ({kind})")));
+                    } else if seen.first_visit(&path, &meta) {
+                        out.push(Found {
+                            path,
+                            problem: None,
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // A broken link that is not named as a case is not a case; anything else
+                    // that cannot be looked at (a path too long to open, no permission) might
+                    // hide cases, so it is reported.
+                    let dangling = e.kind() == std::io::ErrorKind::NotFound
+                        && std::fs::symlink_metadata(&path).is_ok();
+                    if is_npz || !dangling {
+                        out.push(problem(&path, format!("cannot open: {e}")));
+                    }
+                }
+            }
+        }
+    }
 }

@@ -283,3 +283,43 @@ fn accumulation_beyond_the_i32_range_is_exact() {
     assert!(exact > i32::MAX as i64);
     assert_eq!(y[[0, 0]], exact as f32);
 }
+
+#[test]
+fn broadcast_views_of_more_rows_than_memory_are_a_typed_error() {
+    // A zero-stride view claims 2^62 (or 2^61 + 1) rows of one value: the output (rows x 4) and
+    // the contiguous copy of the input cannot be allocated, and that is an error, not a
+    // "capacity overflow" panic.
+    let one = Array2::<f32>::ones((1, 1));
+    let hybrid = layer(1, 4);
+    let float =
+        FloatLinear::new(Array2::<f32>::ones((4, 1)).view(), None, Default::default()).unwrap();
+    for rows in [1usize << 62, (1 << 61) + 1] {
+        let x = one.broadcast((rows, 1)).unwrap();
+        for l in [&hybrid as &dyn Linear, &float as &dyn Linear] {
+            let err = l.forward_dyn(x.into_dyn()).unwrap_err();
+            assert!(matches!(err, Error::TooLarge { .. }), "{rows}: {err:?}");
+        }
+        assert!(matches!(hybrid.forward(x), Err(Error::TooLarge { .. })));
+    }
+}
+
+#[test]
+fn integer_layer_broadcast_views_of_more_rows_than_memory_are_a_typed_error() {
+    use hybridq::integer::{IntegerLinear, TensorQuant};
+    let t = TensorQuant::new(0.1, 0).unwrap();
+    let l = IntegerLinear::new(
+        ndarray::Array2::<i8>::ones((4, 1)).view(),
+        &[0.01],
+        None,
+        t,
+        t,
+        Default::default(),
+    )
+    .unwrap();
+    let one = ndarray::Array2::<i8>::ones((1, 1));
+    for rows in [1usize << 62, (1 << 61) + 1] {
+        let x = one.broadcast((rows, 1)).unwrap();
+        assert!(matches!(l.forward_q(x), Err(Error::TooLarge { .. })));
+        assert!(matches!(l.accumulators(x), Err(Error::TooLarge { .. })));
+    }
+}

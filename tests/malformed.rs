@@ -67,15 +67,23 @@ fn write_case(
     npz.finish().unwrap();
 }
 
-/// An npz whose only entry holds raw bytes (for hand-made broken .npy headers).
+/// The good case with its entry `name` replaced by raw bytes (for hand-made broken .npy
+/// headers that the key checks let through to the array reader).
 fn write_raw_entry(path: &Path, name: &str, bytes: &[u8]) {
+    let mut good = zip::ZipArchive::new(fs::File::open(good_path()).unwrap()).unwrap();
     let mut zip = zip::ZipWriter::new(fs::File::create(path).unwrap());
-    zip.start_file(
-        name,
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored),
-    )
-    .unwrap();
-    zip.write_all(bytes).unwrap();
+    let stored =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    for i in 0..good.len() {
+        let mut entry = good.by_index(i).unwrap();
+        let entry_name = entry.name().to_string();
+        zip.start_file(entry_name.as_str(), stored).unwrap();
+        if entry_name == name {
+            zip.write_all(bytes).unwrap();
+        } else {
+            std::io::copy(&mut entry, &mut zip).unwrap();
+        }
+    }
     zip.finish().unwrap();
 }
 
@@ -203,6 +211,28 @@ fn make_malformed(dir: &Path) -> Vec<(PathBuf, &'static str)> {
     let p = dir.join("bad_magic.npz");
     write_raw_entry(&p, "input.npy", b"NOTNUMPY\x01\x00\x10\x00{'descr': '<f4'}");
     out.push((p, "magic"));
+    // Zero-length axes with huge others: no data is needed, but no array can have that shape
+    // (ndarray-npy used to panic on it).
+    for (i, shape) in ["(0, 4294967296, 4294967296)", "(0, 18446744073709551615)"]
+        .iter()
+        .enumerate()
+    {
+        let p = dir.join(format!("zero_length_axis_{i}.npz"));
+        write_raw_entry(&p, "input.npy", &npy_header(shape));
+        out.push((p, "larger than any array"));
+    }
+    out
+}
+
+/// A version 1.0 `.npy` header (f32, C order) for `shape`, written as Python would.
+fn npy_header(shape: &str) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    let pad = 63 - (10 + dict.len()) % 64;
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&((dict.len() + pad + 1) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', pad));
+    out.push(b'\n');
     out
 }
 

@@ -473,9 +473,11 @@ impl IntegerLinear {
     ///
     /// Errors: `x` not `[rows, K]`.
     pub fn accumulators(&self, x_q: ArrayView2<'_, i8>) -> Result<Array2<i32>> {
+        const OP: &str = "IntegerLinear::accumulators";
         let x = self.check_input(x_q)?;
         let rows = x_q.nrows();
-        let mut out = Vec::with_capacity(rows * self.n);
+        let len = crate::error::checked_len(OP, "the accumulators", rows, self.n)?;
+        let mut out = crate::error::try_with_capacity(OP, "the accumulators", len)?;
         for r in 0..rows {
             let xr = &x[r * self.k..(r + 1) * self.k];
             out.extend((0..self.n).map(|n| self.accumulate(xr, n)));
@@ -493,7 +495,18 @@ impl IntegerLinear {
         }
         Ok(match x_q.to_slice() {
             Some(s) => std::borrow::Cow::Borrowed(s),
-            None => std::borrow::Cow::Owned(x_q.iter().copied().collect()),
+            None => {
+                let mut copy = crate::error::try_filled(
+                    "IntegerLinear::forward_q",
+                    "a contiguous copy of the input",
+                    x_q.len(),
+                    0i8,
+                )?;
+                for (d, &v) in copy.iter_mut().zip(x_q.iter()) {
+                    *d = v;
+                }
+                std::borrow::Cow::Owned(copy)
+            }
         })
     }
 
@@ -502,8 +515,10 @@ impl IntegerLinear {
     /// Errors: `x_q` not `[rows, K]`.
     pub fn forward_q(&self, x_q: ArrayView2<'_, i8>) -> Result<Array2<i8>> {
         let x = self.check_input(x_q)?;
+        const OP: &str = "IntegerLinear::forward_q";
         let rows = x_q.nrows();
-        let mut out = vec![0i8; rows * self.n];
+        let len = crate::error::checked_len(OP, "the output", rows, self.n)?;
+        let mut out = crate::error::try_filled(OP, "the output", len, 0i8)?;
         self.forward_q_rows(&x, rows, &mut out)?;
         Ok(Array2::from_shape_vec((rows, self.n), out).expect("rows * n"))
     }

@@ -104,7 +104,7 @@ pub(crate) fn run_simd(kernel: Kernel, p: &Product<'_>, out: &mut [f32], threads
     }
     let _ = kp;
     let panels = p.packed.panels;
-    let macs = rows * n * p.packed.k;
+    let macs = rows.saturating_mul(n).saturating_mul(p.packed.k);
     let threads = tasks_for(macs, threads);
     let ptr = OutPtr(out.as_mut_ptr());
     let task = |r0: usize, r1: usize, j0: usize, j1: usize| {
@@ -438,7 +438,7 @@ pub(crate) fn run_scalar(
             *o = epilogue::activate(xnnpack, act, y);
         }
     };
-    let threads = tasks_for(rows * n * k, threads).min(rows.max(1));
+    let threads = tasks_for(rows.saturating_mul(n).saturating_mul(k), threads).min(rows.max(1));
     let out = &mut out[..rows * n];
     if threads == 1 {
         for (b, o) in out.chunks_exact_mut(n).enumerate() {

@@ -135,7 +135,7 @@ pub(crate) fn matmul(w: &PackedF32, rows: usize, x: &[f32], out: &mut [f32], thr
     let tasks = threads
         .max(1)
         .min(panels)
-        .min((rows * k * n / MACS_PER_TASK).max(1));
+        .min((rows.saturating_mul(k).saturating_mul(n) / MACS_PER_TASK).max(1));
     // Input rows interleaved per row block (p-major), so that a tile's broadcasts read one
     // contiguous stream instead of `m` streams a K-stride apart.
     let mut xp = vec![0.0f32; rows * k];

@@ -4,7 +4,7 @@ use ndarray::{Array, ArrayView, ArrayViewMut, Dimension, IxDyn};
 
 use super::scratch::grow;
 use super::{Linear, Scratch};
-use crate::error::{Error, Result};
+use crate::error::{checked_len, try_filled, Error, Result};
 
 /// Checks `x` is `[..., K]` and returns the number of rows (without allocating).
 fn rows_of<L: Linear + ?Sized, D: Dimension>(
@@ -25,7 +25,10 @@ fn rows_of<L: Linear + ?Sized, D: Dimension>(
             format!("[..., {k}]"),
             format!("{shape:?}"),
         )),
-        Some(_) => Ok(shape[..shape.len() - 1].iter().product()),
+        // With K = 0 the leading dimensions' product is not bounded by the view's size.
+        Some(_) => shape[..shape.len() - 1]
+            .iter()
+            .try_fold(1usize, |acc, &d| checked_len(OP, "the rows", acc, d)),
     }
 }
 
@@ -45,12 +48,18 @@ pub(super) fn forward_alloc<L: Linear + ?Sized, D: Dimension>(
     x: ArrayView<'_, f32, D>,
     scratch: &mut Scratch,
 ) -> Result<Array<f32, D>> {
+    const OP: &str = "Linear::forward";
     let (rows, out_shape) = output_shape(layer, &x)?;
-    let mut out = vec![0.0f32; rows * layer.out_features()];
+    // A broadcast view can claim far more rows than memory holds: every size is checked.
+    let out_len = checked_len(OP, "the output", rows, layer.out_features())?;
+    let mut out = try_filled(OP, "the output", out_len, 0.0f32)?;
     match x.as_slice() {
         Some(flat) => layer.forward_rows(flat, rows, &mut out, scratch)?,
         None => {
-            let flat: Vec<f32> = x.iter().copied().collect();
+            let mut flat = try_filled(OP, "a contiguous copy of the input", x.len(), 0.0f32)?;
+            for (dst, &src) in flat.iter_mut().zip(x.iter()) {
+                *dst = src;
+            }
             layer.forward_rows(&flat, rows, &mut out, scratch)?
         }
     }
@@ -85,7 +94,7 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
         let flat_in: &[f32] = match x.as_slice() {
             Some(flat) => flat,
             None => {
-                grow(&mut staged_in, x.len(), 0.0);
+                try_grow(&mut staged_in, x.len(), "a contiguous copy of the input")?;
                 for (dst, &src) in staged_in.iter_mut().zip(x.iter()) {
                     *dst = src;
                 }
@@ -96,7 +105,7 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
             Some(flat_out) => layer.forward_rows(flat_in, rows, flat_out, scratch),
             None => {
                 let len = out.len();
-                grow(&mut staged_out, len, 0.0);
+                try_grow(&mut staged_out, len, "a contiguous copy of the output")?;
                 layer.forward_rows(flat_in, rows, &mut staged_out[..len], scratch)?;
                 for (dst, &src) in out.iter_mut().zip(&staged_out[..len]) {
                     *dst = src;
@@ -108,6 +117,21 @@ pub(super) fn forward_into<L: Linear + ?Sized, D: Dimension>(
     scratch.input = staged_in;
     scratch.output = staged_out;
     result
+}
+
+/// Grows a staging buffer to `len` values, or [`crate::Error::TooLarge`].
+fn try_grow(v: &mut Vec<f32>, len: usize, what: &'static str) -> Result<()> {
+    if v.len() < len {
+        v.try_reserve_exact(len - v.len())
+            .map_err(|e| crate::Error::TooLarge {
+                op: "Linear::forward_into",
+                what,
+                elements: len,
+                reason: e.to_string(),
+            })?;
+        grow(v, len, 0.0);
+    }
+    Ok(())
 }
 
 /// Checks the flat slice lengths handed to a `forward_rows`-style call (the layers' and

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hybridq::check::{check_case, CaseReport, HybridReport};
-use hybridq::fixture::{case_name, collect_case_files, load};
+use hybridq::fixture::{case_name, find_cases, load_with};
+use hybridq::npz::ReadLimits;
 use hybridq::Result;
 
 /// Outcome of checking a set of files.
@@ -18,17 +19,21 @@ pub struct Summary {
 }
 
 /// Checks every case under `paths`, printing one line per case when `print` is set.
-pub fn check_all(paths: &[PathBuf], print: bool) -> Result<Summary> {
-    let files = collect_case_files(paths)?;
+pub fn check_all(paths: &[PathBuf], limits: ReadLimits, print: bool) -> Result<Summary> {
     let mut summary = Summary {
         passed: 0,
         failed: 0,
         reports: Vec::new(),
         integer_passed: 0,
     };
-    for file in &files {
+    for found in find_cases(paths) {
+        let file = &found.path;
         let name = case_name(file);
-        let line = match load(file).and_then(|case| check_case(&case)) {
+        let checked = match found.problem {
+            Some(e) => Err(e),
+            None => load_with(file, limits).and_then(|case| check_case(&case)),
+        };
+        let line = match checked {
             Ok(report) => {
                 let ok = report.passed();
                 if ok {
@@ -55,8 +60,8 @@ pub fn check_all(paths: &[PathBuf], print: bool) -> Result<Summary> {
     Ok(summary)
 }
 
-pub fn run(paths: &[PathBuf]) -> Result<ExitCode> {
-    let summary = check_all(paths, true)?;
+pub fn run(paths: &[PathBuf], limits: ReadLimits) -> Result<ExitCode> {
+    let summary = check_all(paths, limits, true)?;
     println!("{} passed, {} failed", summary.passed, summary.failed);
     Ok(if summary.failed == 0 && summary.passed > 0 {
         ExitCode::SUCCESS

@@ -97,7 +97,11 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
     println!();
     if fixtures.is_dir() {
         println!("fixtures made by TFLite 2.21 ({}):", fixtures.display());
-        let summary = crate::check_cmd::check_all(&[fixtures.to_path_buf()], false)?;
+        let summary = crate::check_cmd::check_all(
+            &[fixtures.to_path_buf()],
+            hybridq::npz::ReadLimits::with_total(hybridq::fixture::MAX_CASE_BYTES),
+            false,
+        )?;
         let worst_rel = summary
             .reports
             .iter()

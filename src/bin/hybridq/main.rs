@@ -26,6 +26,10 @@ enum Command {
         /// Case files or directories (searched recursively for `.npz`).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Largest decompressed size of one case file, in MiB (a larger archive is a failed
+        /// case, found from its directory before anything is decompressed).
+        #[arg(long, default_value_t = hybridq::fixture::MAX_CASE_BYTES >> 20)]
+        max_case_mib: u64,
     },
     /// Time the hybrid and the float layer on a set of shapes: median microseconds, GOP/s
     /// (2*B*K*N / t) and the hybrid/float time ratio.
@@ -90,7 +94,13 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { paths } => check_cmd::run(&paths),
+        Command::Check {
+            paths,
+            max_case_mib,
+        } => check_cmd::run(
+            &paths,
+            hybridq::npz::ReadLimits::with_total(max_case_mib.saturating_mul(1 << 20)),
+        ),
         Command::Bench {
             list_kernels: true, ..
         } => {
