@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets (fuzz/seeds/<target>/) from shipped fixtures.
+
+Standard library only. Deterministic: rerunning gives the same files.
+    python3 fuzz/make_seeds.py
+"""
+import ast
+import io
+import os
+import struct
+import zipfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "fixtures")
+CASES = [
+    "hybrid/case000_K8_N128_B1_sym_act0_pc_wnormal_xnormal.npz",
+    "hybrid/case008_K33_N63_B6_asym_act0_pc_wnormal_xnormal.npz",
+    "hybrid/case045_K100_N17_B3_asym_act0_pc_wnormal_xallzero.npz",
+    "hybrid/case063_K33_N64_B8_sym_act0_pc_wnormal_xties.npz",
+    "hybrid/case071_K32_N64_B2_asym_act0_pc_wnormal_xnormal_3d.npz",
+    "hybrid/case078_K8_N128_B12_asym_act0_pc_wnormal_xtiny_rows_nobias.npz",
+    "hybrid/case087_K16_N64_B6_asym_act0_pc_wnormal_xhuge_rows_nobias.npz",
+    "int8/int8_case000_K32_N32_B4_act0_pc_wnormal_xnormal.npz",
+    "int8/int8_case016_K64_N64_B6_act0_pc_wnormal_xsaturate.npz",
+]
+# Must match fuzz/src/lib.rs.
+KNOWN_KEYS = ["input", "weights", "weights_q", "weight_scales", "bias", "asymmetric_inputs",
+              "activation", "keep_num_dims", "expected", "expected_xnnpack", "expected_float",
+              "input_q", "input_scale", "input_zero_point", "bias_q", "output_scale",
+              "output_zero_point", "expected_q"]
+DESCRS = ["<f4", "<i1", "|i1", "<i4", "<f8", "<i2", "<u1", "|u1", "<i8", ">f4", "|b1", "<c8",
+          "<f2", "<U3"]
+
+
+def entries(path):
+    with zipfile.ZipFile(path) as z:
+        return [(n, z.read(n)) for n in sorted(z.namelist())]
+
+
+def stored(path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for n, b in entries(path):
+            z.writestr(n, b)
+    return buf.getvalue()
+
+
+def entries_format(path, deflate):
+    out = bytearray([1 if deflate else 0])
+    for n, b in entries(path):
+        key = n[:-4] if n.endswith(".npy") else n
+        if key in KNOWN_KEYS:
+            out.append(0x80 | KNOWN_KEYS.index(key))
+        else:
+            out.append(len(n))
+            out += n.encode()
+        out += len(b).to_bytes(3, "little") + b
+    return bytes(out)
+
+
+def structured(npy):
+    assert npy[:6] == b"\x93NUMPY"
+    hlen = struct.unpack("<H", npy[8:10])[0] if npy[6] == 1 else struct.unpack("<I", npy[8:12])[0]
+    start = (10 if npy[6] == 1 else 12) + hlen
+    h = ast.literal_eval(npy[(10 if npy[6] == 1 else 12):start].decode())
+    out = bytearray([DESCRS.index(h["descr"]), int(h["fortran_order"]), npy[6] - 1,
+                     len(h["shape"])])
+    for d in h["shape"]:
+        out += bytes([d]) if d < 0x80 else b"\xff" + d.to_bytes(8, "little")
+    return bytes(out) + npy[start:]
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "seeds", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    for rel in CASES:
+        path = os.path.join(FIXTURES, rel)
+        stem = os.path.basename(rel)[:-4]
+        raw = open(path, "rb").read()
+        for target in ("case_file", "npz"):
+            write(target, stem + ".npz", raw)
+            write(target, stem + "_stored.npz", stored(path))
+        write("case_entries", stem + "_stored", entries_format(path, False))
+        write("case_entries", stem + "_deflated", entries_format(path, True))
+        for n, b in entries(path):
+            write("npy", stem + "_" + n[:-4], structured(b))
+    print("seeds written under", os.path.join(HERE, "seeds"))
+
+
+if __name__ == "__main__":
+    main()
