@@ -78,12 +78,18 @@ pub fn entries_to_zip(data: &[u8]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     while let Some(tag) = r.byte() {
         let name = if tag & 0x80 != 0 {
-            format!("{}.npy", KNOWN_KEYS[(tag & 0x7f) as usize % KNOWN_KEYS.len()])
+            format!(
+                "{}.npy",
+                KNOWN_KEYS[(tag & 0x7f) as usize % KNOWN_KEYS.len()]
+            )
         } else {
             String::from_utf8_lossy(r.take(tag as usize)).into_owned()
         };
         let len = r.take(3);
-        let len = len.iter().rev().fold(0usize, |acc, &b| acc << 8 | b as usize);
+        let len = len
+            .iter()
+            .rev()
+            .fold(0usize, |acc, &b| acc << 8 | b as usize);
         let body = r.take(len);
         // A name the writer refuses (a duplicate, say) ends the archive there.
         if zip.start_file(name, options).is_err() || zip.write_all(body).is_err() {
@@ -122,13 +128,21 @@ pub const DIMS: [u64; 12] = [
 pub fn structured_npy(data: &[u8]) -> Vec<u8> {
     let mut r = Reader(data);
     let descr = DESCRS[r.byte().unwrap_or(0) as usize % DESCRS.len()];
-    let fortran = if r.byte().unwrap_or(0) & 1 == 1 { "True" } else { "False" };
+    let fortran = if r.byte().unwrap_or(0) & 1 == 1 {
+        "True"
+    } else {
+        "False"
+    };
     let version = 1 + r.byte().unwrap_or(0) % 3;
     let rank = r.byte().unwrap_or(0) % 7;
     let mut shape = String::new();
     for _ in 0..rank {
         let d = match r.byte().unwrap_or(0) {
-            0xff => r.take(8).iter().rev().fold(0u64, |acc, &b| acc << 8 | b as u64),
+            0xff => r
+                .take(8)
+                .iter()
+                .rev()
+                .fold(0u64, |acc, &b| acc << 8 | b as u64),
             b if b & 0x80 != 0 => DIMS[(b & 0x7f) as usize % DIMS.len()],
             b => b as u64,
         };
