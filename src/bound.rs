@@ -84,7 +84,7 @@ pub fn error_bounds(
         .collect();
     let bias = layer.bias();
     let config = layer.config();
-    let asymmetric = config.asymmetric_inputs || config.flavour == crate::Flavour::Xnnpack;
+    let asymmetric = config.asymmetric_inputs || config.flavour.is_xnnpack();
     let mut q = vec![0i8; k];
     let mut out = Vec::with_capacity(x.len() / k * n);
     for row in x.chunks_exact(k) {

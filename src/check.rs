@@ -72,11 +72,15 @@ pub struct HybridReport {
     pub weights_q: BitComparison,
     /// Quantizing `weights` reproduced `weight_scales` (bit for bit).
     pub weight_scales: BitComparison,
-    /// The `TfliteX86` flavour against `expected`.
+    /// The flavour checked against `expected`.
+    pub flavour: Flavour,
+    /// That flavour's output against `expected`.
     pub tflite: BitComparison,
-    /// The `Xnnpack` flavour against `expected_xnnpack`.
+    /// The flavour checked against `expected_xnnpack`.
+    pub xnnpack_flavour: Flavour,
+    /// That flavour's output against `expected_xnnpack`.
     pub xnnpack: BitComparison,
-    /// The `TfliteX86` output against `expected_float`.
+    /// The built-in flavour's output against `expected_float`.
     pub vs_float: ErrorStats,
 }
 
@@ -104,8 +108,8 @@ impl fmt::Display for HybridReport {
         )?;
         write!(
             f,
-            ", tflite {}, xnnpack {}, vs float: {}",
-            self.tflite, self.xnnpack, self.vs_float
+            ", {} {}, {} {}, vs float: {}",
+            self.flavour, self.tflite, self.xnnpack_flavour, self.xnnpack, self.vs_float
         )
     }
 }
@@ -181,10 +185,33 @@ impl fmt::Display for CaseReport {
     }
 }
 
-/// Runs every check of a case.
+/// Which flavours a hybrid case is checked with. `None` takes the flavour the case file names
+/// (its `flavour` / `xnnpack_flavour` keys), else [`Flavour::TfliteX86`] /
+/// [`Flavour::Xnnpack`].
+///
+/// ```
+/// use hybridq::check::CheckOptions;
+/// use hybridq::Flavour;
+/// let o = CheckOptions { flavour: Some(Flavour::TfliteArm64), ..CheckOptions::default() };
+/// assert_eq!(o.xnnpack_flavour, None);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// The flavour checked against `expected`.
+    pub flavour: Option<Flavour>,
+    /// The flavour checked against `expected_xnnpack`.
+    pub xnnpack_flavour: Option<Flavour>,
+}
+
+/// Runs every check of a case, with the flavours the case names (or the x86-64 defaults).
 pub fn check_case(case: &Case) -> Result<CaseReport> {
+    check_case_with(case, CheckOptions::default())
+}
+
+/// Runs every check of a case with the given flavours.
+pub fn check_case_with(case: &Case, options: CheckOptions) -> Result<CaseReport> {
     match case {
-        Case::Hybrid(c) => check_hybrid(c).map(CaseReport::Hybrid),
+        Case::Hybrid(c) => check_hybrid_with(c, options).map(CaseReport::Hybrid),
         Case::Integer(c) => check_integer(c).map(CaseReport::Integer),
     }
 }
@@ -238,11 +265,24 @@ pub fn check_integer(case: &IntegerCase) -> Result<IntegerReport> {
     })
 }
 
-/// Checks a hybrid case: (a) weight quantization, (b) the `TfliteX86` flavour against
-/// `expected`, (c) the `Xnnpack` flavour against `expected_xnnpack`, (d) the error against
-/// `expected_float`. The layers are built from the case's own `weights_q` and
-/// `weight_scales`, so (b) and (c) do not depend on (a).
+/// Checks a hybrid case with the flavours it names ([`check_hybrid_with`]).
 pub fn check_hybrid(case: &HybridCase) -> Result<HybridReport> {
+    check_hybrid_with(case, CheckOptions::default())
+}
+
+/// Checks a hybrid case: (a) weight quantization, (b) the built-in flavour (`TfliteX86`
+/// unless the options or the case say otherwise) against `expected`, (c) the XNNPACK flavour
+/// against `expected_xnnpack`, (d) the error against `expected_float`. The layers are built
+/// from the case's own `weights_q` and `weight_scales`, so (b) and (c) do not depend on (a).
+pub fn check_hybrid_with(case: &HybridCase, options: CheckOptions) -> Result<HybridReport> {
+    let flavour = options
+        .flavour
+        .or(case.flavour)
+        .unwrap_or(Flavour::TfliteX86);
+    let xnnpack_flavour = options
+        .xnnpack_flavour
+        .or(case.xnnpack_flavour)
+        .unwrap_or(Flavour::Xnnpack);
     let granularity = if case.weight_scales.len() == case.n() && case.n() > 1 {
         Granularity::PerChannel
     } else {
@@ -269,13 +309,15 @@ pub fn check_hybrid(case: &HybridCase) -> Result<HybridReport> {
         let layer = HybridLinear::new(given.clone(), case.bias.as_ref().map(|b| b.view()), config)?;
         Ok(layer.forward(case.input.view())?.into_iter().collect())
     };
-    let tflite_out = run(Flavour::TfliteX86)?;
-    let xnnpack_out = run(Flavour::Xnnpack)?;
+    let tflite_out = run(flavour)?;
+    let xnnpack_out = run(xnnpack_flavour)?;
     let float_ref: Vec<f32> = case.expected_float.iter().copied().collect();
     Ok(HybridReport {
         weights_q,
         weight_scales,
+        flavour,
         tflite: BitComparison::of(case.expected.view(), &tflite_out),
+        xnnpack_flavour,
         xnnpack: BitComparison::of(case.expected_xnnpack.view(), &xnnpack_out),
         vs_float: ErrorStats::compare(&float_ref, &tflite_out),
     })

@@ -20,10 +20,11 @@ use ndarray::{Array0, Array1, Array2, ArrayD, Ix0, Ix1, Ix2, IxDyn};
 
 use crate::activation::Activation;
 use crate::error::{Error, Result};
+use crate::flavour::Flavour;
 use crate::npz::{NpzArchive, ReadLimits};
 
-/// The keys of a hybrid case (`bias` may be absent).
-pub const HYBRID_KEYS: [&str; 11] = [
+/// The keys of a hybrid case (`bias`, `flavour` and `xnnpack_flavour` may be absent).
+pub const HYBRID_KEYS: [&str; 13] = [
     "input",
     "weights",
     "weights_q",
@@ -35,7 +36,12 @@ pub const HYBRID_KEYS: [&str; 11] = [
     "expected",
     "expected_xnnpack",
     "expected_float",
+    "flavour",
+    "xnnpack_flavour",
 ];
+
+/// The optional keys of a hybrid case.
+const HYBRID_OPTIONAL: [&str; 3] = ["bias", "flavour", "xnnpack_flavour"];
 
 /// The keys of a full-integer case (`bias_q` may be absent).
 pub const INTEGER_KEYS: [&str; 10] = [
@@ -122,6 +128,12 @@ pub struct HybridCase {
     pub expected_xnnpack: ArrayD<f32>,
     /// Output of the float model.
     pub expected_float: ArrayD<f32>,
+    /// The flavour that reproduces `expected`, when the case names its build (key
+    /// `flavour`, the flavour's name as u8 ASCII); `None` means [`Flavour::TfliteX86`].
+    pub flavour: Option<Flavour>,
+    /// The flavour that reproduces `expected_xnnpack` (key `xnnpack_flavour`); `None` means
+    /// [`Flavour::Xnnpack`].
+    pub xnnpack_flavour: Option<Flavour>,
 }
 
 impl HybridCase {
@@ -200,25 +212,29 @@ pub fn load_bytes(name: &Path, bytes: Vec<u8>, limits: ReadLimits) -> Result<Cas
 
 fn from_archive<R: Read + Seek>(archive: &NpzArchive<R>) -> Result<Case> {
     if archive.contains("input_q") {
-        check_keys(archive, &INTEGER_KEYS, "bias_q", "a full-integer case")?;
+        check_keys(archive, &INTEGER_KEYS, &["bias_q"], "a full-integer case")?;
         return load_integer(archive).map(Case::Integer);
     }
-    check_keys(archive, &HYBRID_KEYS, "bias", "a hybrid case")?;
+    check_keys(archive, &HYBRID_KEYS, &HYBRID_OPTIONAL, "a hybrid case")?;
     load_hybrid(archive).map(Case::Hybrid)
 }
 
-/// Every key of the archive is one of `keys`, and every one of `keys` but `optional` is there.
+/// Every key of the archive is one of `keys`, and every one of `keys` not in `optional` is
+/// there.
 fn check_keys<R: Read + Seek>(
     a: &NpzArchive<R>,
     keys: &[&str],
-    optional: &str,
+    optional: &[&str],
     kind: &str,
 ) -> Result<()> {
     let fail = |message: String| file_error(a.path(), message);
     if let Some(extra) = a.keys().find(|k| !keys.contains(k)) {
         return Err(fail(format!("unexpected key `{extra}` in {kind}")));
     }
-    if let Some(missing) = keys.iter().find(|&&k| k != optional && !a.contains(k)) {
+    if let Some(missing) = keys
+        .iter()
+        .find(|&&k| !optional.contains(&k) && !a.contains(k))
+    {
         return Err(fail(format!("array `{missing}`: missing")));
     }
     Ok(())
@@ -254,6 +270,19 @@ fn load_hybrid<R: Read + Seek>(a: &NpzArchive<R>) -> Result<HybridCase> {
     let keep_num_dims = bool_flag("keep_num_dims")?;
     let activation = Activation::from_code(flag("activation")? as i64)
         .map_err(|e| fail(format!("array `activation`: {e}")))?;
+    let flavour_key = |key: &str| -> Result<Option<Flavour>> {
+        let Some(bytes) = a.optional_array::<u8, Ix1>(key)? else {
+            return Ok(None);
+        };
+        let name = std::str::from_utf8(bytes.as_slice().unwrap_or(&[]))
+            .map_err(|_| fail(format!("array `{key}`: not ASCII")))?
+            .to_string();
+        name.parse::<Flavour>()
+            .map(Some)
+            .map_err(|e| fail(format!("array `{key}`: {e}")))
+    };
+    let flavour = flavour_key("flavour")?;
+    let xnnpack_flavour = flavour_key("xnnpack_flavour")?;
     let expected = a.array::<f32, IxDyn>("expected")?;
     let expected_xnnpack = a.array::<f32, IxDyn>("expected_xnnpack")?;
     let expected_float = a.array::<f32, IxDyn>("expected_float")?;
@@ -289,6 +318,8 @@ fn load_hybrid<R: Read + Seek>(a: &NpzArchive<R>) -> Result<HybridCase> {
         expected,
         expected_xnnpack,
         expected_float,
+        flavour,
+        xnnpack_flavour,
     };
     let out_shape = case.output_shape();
     for (key, arr) in [

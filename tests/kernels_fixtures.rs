@@ -1,5 +1,6 @@
-//! The golden fixtures (made by the real TFLite 2.21) with every kernel this CPU can run forced
-//! in turn: each must reproduce `expected` (TfliteX86) and `expected_xnnpack` bit for bit.
+//! The golden fixtures (made by the real TFLite 2.21 on x86-64, and by LiteRT 2.3.0 on two
+//! emulated AArch64 cores) with every kernel this CPU can run forced in turn: each must
+//! reproduce `expected` and `expected_xnnpack` bit for bit in the flavours of its build.
 
 use std::path::PathBuf;
 
@@ -7,11 +8,34 @@ use hybridq::check::BitComparison;
 use hybridq::fixture::{collect_case_files, load, Case};
 use hybridq::{Flavour, HybridConfig, HybridLinear, Kernel, Linear, QuantizedWeights};
 
+/// The hybrid sets, with the flavours each must be checked in.
+const SETS: [(&str, Flavour, Flavour, usize); 3] = [
+    ("fixtures/hybrid", Flavour::TfliteX86, Flavour::Xnnpack, 95),
+    (
+        "fixtures/aarch64_litert-2.3.0_cortex-a72",
+        Flavour::TfliteArm64,
+        Flavour::XnnpackArm64,
+        127,
+    ),
+    (
+        "fixtures/aarch64_litert-2.3.0_neoverse-n1",
+        Flavour::TfliteArm64Dotprod,
+        Flavour::XnnpackArm64Dotprod,
+        127,
+    ),
+];
+
 #[test]
 fn every_kernel_reproduces_every_fixture() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/hybrid");
+    for (dir, builtin, xnnpack, count) in SETS {
+        check_set(dir, builtin, xnnpack, count);
+    }
+}
+
+fn check_set(dir: &str, builtin: Flavour, xnnpack: Flavour, count: usize) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(dir);
     let files = collect_case_files(&[dir]).unwrap();
-    assert!(files.len() >= 95, "found only {} fixtures", files.len());
+    assert!(files.len() >= count, "found only {} fixtures", files.len());
     let kernels = Kernel::available();
     let mut checked = 0;
     for file in &files {
@@ -20,12 +44,24 @@ fn every_kernel_reproduces_every_fixture() {
         };
         let w = QuantizedWeights::from_parts(case.weights_q.view(), &case.weight_scales.to_vec())
             .unwrap();
+        // A case names its build's flavours (or none, for the x86-64 set).
+        assert_eq!(
+            case.flavour.unwrap_or(Flavour::TfliteX86),
+            builtin,
+            "{}",
+            case.name()
+        );
+        assert_eq!(
+            case.xnnpack_flavour.unwrap_or(Flavour::Xnnpack),
+            xnnpack,
+            "{}",
+            case.name()
+        );
         for &kernel in &kernels {
             for threads in [1, 2] {
-                for (flavour, expected) in [
-                    (Flavour::TfliteX86, &case.expected),
-                    (Flavour::Xnnpack, &case.expected_xnnpack),
-                ] {
+                for (flavour, expected) in
+                    [(builtin, &case.expected), (xnnpack, &case.expected_xnnpack)]
+                {
                     let config = HybridConfig {
                         asymmetric_inputs: case.asymmetric_inputs,
                         activation: case.activation,

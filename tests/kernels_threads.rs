@@ -24,7 +24,7 @@ fn thread_counts_and_batch_composition_give_identical_bits() {
         let q = Array2::from_shape_fn((n, k), |_| (lcg(&mut seed) % 256) as u8 as i8);
         let w = QuantizedWeights::from_parts(q.view(), &[0.003]).unwrap();
         let x = Array2::from_shape_fn((b, k), |_| (lcg(&mut seed) % 4001) as f32 / 500.0 - 4.0);
-        for flavour in [Flavour::TfliteX86, Flavour::Xnnpack] {
+        for flavour in Flavour::ALL {
             let reference = HybridLinear::new(
                 w.clone(),
                 None,

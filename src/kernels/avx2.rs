@@ -22,9 +22,10 @@
 
 use std::arch::x86_64::*;
 
-use super::driver::{Epilogue, MR as MR_MAX};
+use super::driver::MR as MR_MAX;
 use super::pack::{NR, PAIR_BYTES};
-use crate::flavour::Flavour;
+use crate::flavour::{EpilogueKind, Flavour, NanRule};
+use crate::layer::epilogue::EpilogueSpec;
 use crate::quantize::inputs::RowParams;
 use crate::quantize::plan::{plan, Rounding, RowPlan};
 
@@ -370,8 +371,8 @@ pub(crate) struct TileOut<'a> {
     pub(crate) scales: &'a [f32],
     /// The panel's bias (or zeros).
     pub(crate) init: &'a [f32],
-    /// Flavour and activation.
-    pub(crate) e: Epilogue,
+    /// The epilogue.
+    pub(crate) e: EpilogueSpec,
     /// First output of the tile.
     pub(crate) out: *mut f32,
     /// Output row stride.
@@ -426,7 +427,7 @@ pub(crate) unsafe fn epilogue_store<const MR: usize>(
         )
     };
     // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
-    let (ws, bias) = if e.xnnpack {
+    let (ws, bias) = if e.flush {
         (
             [flush_subnormal_ps(ws[0]), flush_subnormal_ps(ws[1])],
             [flush_subnormal_ps(bias[0]), flush_subnormal_ps(bias[1])],
@@ -434,8 +435,9 @@ pub(crate) unsafe fn epilogue_store<const MR: usize>(
     } else {
         (ws, bias)
     };
-    let lo = _mm256_set1_ps(e.lo);
-    let hi = _mm256_set1_ps(e.hi);
+    let (lo, hi) = e.act.bounds();
+    let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
+    let clamps = e.clamps();
     for (r, a) in acc.iter().enumerate() {
         let p = params[r];
         let zp = _mm256_set1_epi32(p.zero_point.wrapping_add(zp_offset));
@@ -444,18 +446,39 @@ pub(crate) unsafe fn epilogue_store<const MR: usize>(
         for h in 0..2 {
             let corrected = _mm256_sub_epi32(a[h], _mm256_mullo_epi32(rs[h], zp));
             let accf = _mm256_cvtepi32_ps(corrected);
-            let mut v = if e.xnnpack {
-                // fma(f32(acc * sf), ws, bias): one fused rounding, as XNNPACK, with FTZ.
-                flush_subnormal_ps(_mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h]))
-            } else {
-                // f32(bias + f32(acc * f32(sf * ws))): never fused.
-                let s = _mm256_mul_ps(sf, ws[h]);
-                _mm256_add_ps(bias[h], _mm256_mul_ps(accf, s))
+            // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
+            let mut v = match e.kind {
+                EpilogueKind::TfliteTwoRoundings => {
+                    _mm256_add_ps(bias[h], _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws[h])))
+                }
+                EpilogueKind::TfliteFused => {
+                    _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws[h]), bias[h])
+                }
+                EpilogueKind::XnnpackFused => {
+                    _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h])
+                }
+                EpilogueKind::KleidiTwoRoundings => {
+                    let s = flush_subnormal_ps(_mm256_mul_ps(ws[h], sf));
+                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias[h])
+                }
             };
-            if e.clamp {
+            if e.flush {
+                v = flush_subnormal_ps(v);
+            }
+            if clamps {
                 // std::max(lo, std::min(v, hi)): min_ps(hi, v) = hi < v ? hi : v keeps a NaN;
-                // max_ps(v, lo) = v > lo ? v : lo turns it into lo.
-                v = _mm256_max_ps(_mm256_min_ps(hi, v), lo);
+                // max_ps(v, lo) = v > lo ? v : lo turns it into lo (x86 XNNPACK's order too).
+                let clamped = _mm256_max_ps(_mm256_min_ps(hi, v), lo);
+                v = if e.nan == NanRule::Propagate {
+                    // ARM's fmax / fmin keep the NaN.
+                    _mm256_blendv_ps(clamped, v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
+                } else {
+                    clamped
+                };
+            }
+            if e.arm_nan {
+                let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+                v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), nan);
             }
             y[h] = v;
         }

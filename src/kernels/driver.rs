@@ -22,9 +22,7 @@
 use super::pack::{PackedWeights, NR, PAIR_BYTES};
 use super::scalar;
 use super::Kernel;
-use crate::activation::Activation;
-use crate::flavour::Flavour;
-use crate::layer::epilogue;
+use crate::layer::epilogue::EpilogueSpec;
 use crate::quantize::inputs::RowParams;
 
 /// Rows per register tile of the SIMD kernels (the `MR` of `MR x 16`).
@@ -66,10 +64,8 @@ pub(crate) struct Product<'a> {
     pub(crate) rows: usize,
     /// Row parameters (`rows` of them).
     pub(crate) params: &'a [RowParams],
-    /// The flavour (its epilogue).
-    pub(crate) flavour: Flavour,
-    /// The fused activation.
-    pub(crate) activation: Activation,
+    /// The epilogue (the build's operation order, flushes, clamp and NaN).
+    pub(crate) epilogue: EpilogueSpec,
 }
 
 /// A raw output pointer shared by the tasks of one call.
@@ -148,15 +144,7 @@ unsafe fn run_block(
     let stride = 2 * pk.k.div_ceil(2);
     let stride_u8 = super::u8_stride(pk.k);
     let group = (GROUP_BYTES / (kp * pk.step_bytes).max(1)).max(1);
-    let (lo, hi) = p.activation.bounds();
-    let xnnpack = p.flavour == Flavour::Xnnpack;
-    let e = Epilogue {
-        xnnpack,
-        // XNNPACK clamps even without an activation (a NaN becomes -inf).
-        clamp: xnnpack || p.activation != Activation::None,
-        lo,
-        hi,
-    };
+    let e = p.epilogue;
     let long_k = pk.k > I32_COMBINE_MAX_K;
     // Small batches stream each panel from memory (at most 2 row blocks, the weights read once
     // per call); large ones are compute-bound on weights held in L2.
@@ -190,7 +178,7 @@ unsafe fn run_block(
                 // SAFETY: contracts 1-2 forwarded; the tile lies within the block.
                 unsafe {
                     if long_k {
-                        long_k_tile(kernel, pk, &t, mr, e, p.activation, p.flavour)
+                        long_k_tile(kernel, pk, &t, mr, e)
                     } else {
                         simd_tile(kernel, pk, &t, mr, e)
                     }
@@ -200,19 +188,6 @@ unsafe fn run_block(
         }
         g0 = g1;
     }
-}
-
-/// The per-call epilogue constants of the SIMD tiles.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Epilogue {
-    /// XNNPACK's fused `fma(acc * sf, ws, bias)` instead of TFLite's `bias + acc * (sf * ws)`.
-    pub(crate) xnnpack: bool,
-    /// Apply the activation clamp `max(lo, min(v, hi))`.
-    pub(crate) clamp: bool,
-    /// Lower clamp bound.
-    pub(crate) lo: f32,
-    /// Upper clamp bound.
-    pub(crate) hi: f32,
 }
 
 /// One tile's operands.
@@ -236,7 +211,7 @@ struct Tile<'a> {
 ///
 /// # Safety
 /// As [`run_block`], for the tile's rows and columns.
-unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize, e: Epilogue) {
+unsafe fn simd_tile(kernel: Kernel, pk: &PackedWeights, t: &Tile<'_>, mr: usize, e: EpilogueSpec) {
     let c = t.c0;
     #[cfg(target_arch = "x86_64")]
     let o = super::avx2::TileOut {
@@ -313,9 +288,7 @@ unsafe fn long_k_tile(
     pk: &PackedWeights,
     t: &Tile<'_>,
     mr: usize,
-    _e: Epilogue,
-    act: Activation,
-    flavour: Flavour,
+    e: EpilogueSpec,
 ) {
     let mut acc = [[0i64; NR]; MR];
     let chunk_steps = LONG_K_CHUNK / pk.group;
@@ -392,14 +365,9 @@ unsafe fn long_k_tile(
         for (c, &dot) in a.iter().take(t.width).enumerate() {
             let ch = t.c0 + c;
             let v = dot - pk.row_sums[ch] as i64 * (p.zero_point as i64 + offset);
-            let xnnpack = flavour == Flavour::Xnnpack;
-            let y = if xnnpack {
-                epilogue::xnnpack(v, p.scale, pk.scales[ch], pk.init[ch])
-            } else {
-                epilogue::tflite(v, p.scale, pk.scales[ch], pk.init[ch])
-            };
+            let y = e.value(v, p.scale, pk.scales[ch], pk.init[ch]);
             // SAFETY: row r < mr and column c < width of this tile (contract of run_block).
-            unsafe { *t.out.add(r * t.out_stride + c) = epilogue::activate(xnnpack, act, y) };
+            unsafe { *t.out.add(r * t.out_stride + c) = y };
         }
     }
 }
@@ -417,25 +385,18 @@ pub(crate) fn run_scalar(
     params: &[RowParams],
     k: usize,
     n: usize,
-    flavour: Flavour,
-    act: Activation,
+    epilogue: EpilogueSpec,
     out: &mut [f32],
     threads: usize,
 ) {
     let rows = params.len();
-    let xnnpack = flavour == Flavour::Xnnpack;
     let row = |b: usize, out_row: &mut [f32]| {
         let qb = &q[b * k..(b + 1) * k];
         let p = params[b];
         for (j, o) in out_row.iter_mut().enumerate() {
             let dot = scalar::dot_i8(&w[j * k..(j + 1) * k], qb);
             let acc = dot - row_sums[j] as i64 * p.zero_point as i64;
-            let y = if xnnpack {
-                epilogue::xnnpack(acc, p.scale, scale(j), init(j))
-            } else {
-                epilogue::tflite(acc, p.scale, scale(j), init(j))
-            };
-            *o = epilogue::activate(xnnpack, act, y);
+            *o = epilogue.value(acc, p.scale, scale(j), init(j));
         }
     };
     let threads = tasks_for(rows.saturating_mul(n).saturating_mul(k), threads).min(rows.max(1));

@@ -9,6 +9,7 @@ use super::pack::PackedWeights;
 use super::Kernel;
 use crate::activation::Activation;
 use crate::flavour::Flavour;
+use crate::layer::epilogue::EpilogueSpec;
 use crate::quantize::inputs::{quantize_row, RowParams};
 
 fn exhaustive() -> bool {
@@ -252,8 +253,9 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
     }
     let mut xu = vec![0u8; b * super::u8_stride(k)];
     super::offset_rows_u8(&q16, b, k, &mut xu);
-    for flavour in [Flavour::TfliteX86, Flavour::Xnnpack] {
+    for flavour in Flavour::ALL {
         for act in Activation::ALL {
+            let epilogue = EpilogueSpec::new(flavour, act, b, n, k);
             let mut want = vec![f32::NAN; b * n];
             let init = |j: usize| c.bias.as_ref().map_or(0.0, |v| v[j]);
             run_scalar(
@@ -265,8 +267,7 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
                 &c.params,
                 k,
                 n,
-                flavour,
-                act,
+                epilogue,
                 &mut want,
                 1,
             );
@@ -287,8 +288,7 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
                     xu: &xu,
                     rows: b,
                     params: &c.params,
-                    flavour,
-                    activation: act,
+                    epilogue,
                 };
                 run_simd(kernel, &p, &mut got, threads);
                 let wb: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();

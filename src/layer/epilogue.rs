@@ -1,33 +1,84 @@
-//! The float epilogue: integer accumulator to f32 output, in each flavour's operation order.
+//! The float epilogue: integer accumulator to f32 output, in each build's operation order,
+//! then the output clamp. The scalar definition that the SIMD epilogues reproduce.
 
 use crate::activation::Activation;
+use crate::flavour::{EpilogueKind, Flavour, NanRule};
 use crate::quantize::rounding::flush_subnormal;
 
-/// TFLite's dense hybrid epilogue (numerics.md 3.5): `s = f32(sf * w_scale)`, then
-/// `out = f32(init + f32(acc * s))` with the bias (or 0.0) already in `init`. Never fused.
-#[inline]
-pub(crate) fn tflite(acc: i64, row_scale: f32, w_scale: f32, init: f32) -> f32 {
-    let s = row_scale * w_scale;
-    init + (acc as f32) * s
+/// Everything the epilogue of one call needs besides the per-element operands: the build's
+/// order of operations, whether it flushes denormals (XNNPACK), what its clamp does with a
+/// NaN, and which NaN it makes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct EpilogueSpec {
+    /// The operation order.
+    pub(crate) kind: EpilogueKind,
+    /// XNNPACK's disabled denormals: DAZ on the weight scale and the bias, FTZ on results.
+    pub(crate) flush: bool,
+    /// What the clamp does with a NaN.
+    pub(crate) nan: NanRule,
+    /// Make every NaN the AArch64 default NaN (`0x7fc00000`); x86-64 makes `0xffc00000`,
+    /// which the host's own instructions already give.
+    pub(crate) arm_nan: bool,
+    /// The fused activation.
+    pub(crate) act: Activation,
 }
 
-/// XNNPACK's qd8-f32-qc8w epilogue (numerics.md 4.4): `fma(f32(acc * s), w_scale, bias)`, with
-/// denormals disabled as XNNPACK runs it (DAZ on the weight scale and the bias, FTZ on the
-/// result; `acc * s` is never subnormal, since `s` is already flushed and `|acc| >= 1`).
-#[inline]
-pub(crate) fn xnnpack(acc: i64, row_scale: f32, w_scale: f32, bias: f32) -> f32 {
-    let p = (acc as f32) * row_scale;
-    flush_subnormal(p.mul_add(flush_subnormal(w_scale), flush_subnormal(bias)))
-}
+impl EpilogueSpec {
+    /// The epilogue of `flavour` for a call of `rows` rows, `n` channels and depth `k`.
+    pub(crate) fn new(flavour: Flavour, act: Activation, rows: usize, n: usize, k: usize) -> Self {
+        Self {
+            kind: flavour.epilogue(rows, n, k),
+            flush: flavour.is_xnnpack(),
+            nan: flavour.nan_rule(),
+            arm_nan: flavour.is_arm(),
+            act,
+        }
+    }
 
-/// The activation as each flavour applies it: TFLite's `std::max(lo, std::min(v, hi))`, or
-/// XNNPACK's output clamp, which it applies even without an activation (bounds -inf and +inf)
-/// and which turns a NaN into the lower bound.
-#[inline]
-pub(crate) fn activate(xnnpack: bool, act: Activation, y: f32) -> f32 {
-    if xnnpack && y.is_nan() {
-        act.bounds().0
-    } else {
-        act.apply(y)
+    /// Whether the SIMD epilogue must clamp (an activation, or a build that always clamps).
+    pub(crate) fn clamps(&self) -> bool {
+        self.act != Activation::None || self.nan != NanRule::TfliteActivation
+    }
+
+    /// One output: `acc` with the row scale `sf`, the weight scale `ws` and the bias (or 0).
+    #[inline]
+    pub(crate) fn value(&self, acc: i64, sf: f32, ws: f32, bias: f32) -> f32 {
+        let flush = |v: f32| if self.flush { flush_subnormal(v) } else { v };
+        let (ws, bias) = (flush(ws), flush(bias));
+        let accf = acc as f32;
+        let y = match self.kind {
+            EpilogueKind::TfliteTwoRoundings => bias + accf * (sf * ws),
+            EpilogueKind::TfliteFused => accf.mul_add(sf * ws, bias),
+            EpilogueKind::XnnpackFused => (accf * sf).mul_add(ws, bias),
+            // f32(acc) * s is never subnormal: s is 0 or normal and |acc| >= 1.
+            EpilogueKind::KleidiTwoRoundings => accf * flush(ws * sf) + bias,
+        };
+        self.clamp(flush(y))
+    }
+
+    /// The output clamp, as the build applies it.
+    #[inline]
+    pub(crate) fn clamp(&self, y: f32) -> f32 {
+        let (lo, hi) = self.act.bounds();
+        let y = match self.nan {
+            NanRule::TfliteActivation => self.act.apply(y),
+            NanRule::ToLowerBound if y.is_nan() => lo,
+            NanRule::ToLowerBound | NanRule::Propagate if y.is_nan() => y,
+            // maxps / fmax and minps / fmin as the builds use them: `-0.0` clamped at a lower
+            // bound of `+0.0` becomes `+0.0`.
+            NanRule::ToLowerBound | NanRule::Propagate => {
+                let y = if y > lo { y } else { lo };
+                if hi < y {
+                    hi
+                } else {
+                    y
+                }
+            }
+        };
+        if self.arm_nan && y.is_nan() {
+            f32::NAN
+        } else {
+            y
+        }
     }
 }

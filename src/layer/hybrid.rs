@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::flavour::Flavour;
 use crate::kernels::pack::PackedWeights;
 use crate::kernels::{driver, Kernel};
+use crate::layer::epilogue::EpilogueSpec;
 use crate::quantize::inputs::{quantize_row, RowParams};
 use crate::quantize::weights::{Granularity, QuantizedWeights};
 
@@ -38,7 +39,7 @@ pub enum NonFinitePolicy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HybridConfig {
     /// Quantize inputs with a per-row zero point (TFLite's `asymmetric_quantize_inputs`, which
-    /// the converter turns on). Ignored by [`Flavour::Xnnpack`], which is always asymmetric.
+    /// the converter turns on). Ignored by the XNNPACK flavours, which are always asymmetric.
     pub asymmetric_inputs: bool,
     /// Fused activation on the float output.
     pub activation: Activation,
@@ -223,7 +224,7 @@ impl HybridLinear {
             scratch.row_is_finite[b] = bad.is_none();
         }
         let all_zero = x.iter().all(|&v| v == 0.0);
-        if all_zero && self.config.flavour != Flavour::Xnnpack {
+        if all_zero && !self.config.flavour.is_xnnpack() {
             return Ok(true);
         }
         grow(&mut scratch.params, rows, RowParams::ZERO_ROW);
@@ -314,6 +315,7 @@ impl Linear for HybridLinear {
             return Ok(());
         }
         let params = &scratch.params[..rows];
+        let epilogue = EpilogueSpec::new(self.config.flavour, act, rows, n, k);
         match &self.packed {
             None => {
                 let w = self.weights.values();
@@ -327,8 +329,7 @@ impl Linear for HybridLinear {
                     params,
                     k,
                     n,
-                    self.config.flavour,
-                    act,
+                    epilogue,
                     out,
                     self.threads,
                 );
@@ -340,8 +341,7 @@ impl Linear for HybridLinear {
                     xu: &scratch.quantized_u8,
                     rows,
                     params,
-                    flavour: self.config.flavour,
-                    activation: act,
+                    epilogue,
                 };
                 driver::run_simd(self.kernel, &product, out, self.threads);
             }

@@ -119,7 +119,7 @@ mod tests {
                 let (out, p) = q(f, asym, &[0.0, -0.0, 0.0]);
                 assert_eq!(p.scale, 1.0, "{f} {asym}");
                 // XNNPACK's zero-point rule picks 127 for an empty range: q = zp still means 0.
-                let zp = if f == Flavour::Xnnpack { 127 } else { 0 };
+                let zp = if f.is_xnnpack() { 127 } else { 0 };
                 assert_eq!(p.zero_point, zp, "{f} {asym}");
                 assert_eq!(out, vec![zp as i8; 3]);
             }

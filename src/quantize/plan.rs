@@ -32,7 +32,7 @@
 //! (a subnormal `x` quantizes as 0) and the dequantization scale `1 / m` (zero when `m > 2^126`);
 //! the epilogue's are in [`crate::layer`]'s epilogue. The other flavours use IEEE arithmetic.
 
-use crate::flavour::Flavour;
+use crate::flavour::{Flavour, QuantizerKind};
 use crate::quantize::inputs::RowParams;
 use crate::quantize::rounding::{
     cvt_neon2sse, cvt_rne_x86, cvtt_x86, flush_subnormal, round_away, round_ties_even,
@@ -75,7 +75,7 @@ pub(crate) struct RowPlan {
     /// the zero point (`mult <= 2^125`, so `|x * mult| < 0.5`). Otherwise the row goes through
     /// [`RowPlan::one`].
     pub(crate) vector_safe: bool,
-    flavour: Flavour,
+    kind: QuantizerKind,
     asymmetric: bool,
 }
 
@@ -85,13 +85,15 @@ const XNNPACK_DAZ_SAFE_MULT: f32 = f32::from_bits((127 + 125) << 23);
 
 /// The plan of a finite row of length `k` whose minimum and maximum are `mn` and `mx`.
 pub(crate) fn plan(flavour: Flavour, asymmetric: bool, k: usize, mn: f32, mx: f32) -> RowPlan {
+    let kind = flavour.quantizer();
+    let asymmetric = asymmetric || flavour.is_xnnpack();
     let vec_end = k / 8 * 8;
-    let rounding = match flavour {
-        Flavour::TfliteX86 => Rounding::X86,
-        Flavour::TfliteArm64 => Rounding::Away,
-        Flavour::TflitePortable if asymmetric => Rounding::PortableZpFirst,
-        Flavour::TflitePortable => Rounding::Away,
-        Flavour::Xnnpack => Rounding::TiesEven,
+    let rounding = match kind {
+        QuantizerKind::TfliteX86 => Rounding::X86,
+        QuantizerKind::TfliteArm64 | QuantizerKind::Kleidi => Rounding::Away,
+        QuantizerKind::TflitePortable if asymmetric => Rounding::PortableZpFirst,
+        QuantizerKind::TflitePortable => Rounding::Away,
+        QuantizerKind::XnnpackX86 | QuantizerKind::XnnpackArm64 => Rounding::TiesEven,
     };
     let base = RowPlan {
         params: RowParams::ZERO_ROW,
@@ -102,20 +104,26 @@ pub(crate) fn plan(flavour: Flavour, asymmetric: bool, k: usize, mn: f32, mx: f3
         rounding,
         vec_end,
         vector_safe: true,
-        flavour,
+        kind,
         asymmetric,
     };
-    let p = match (flavour, asymmetric) {
-        (Flavour::Xnnpack, _) => {
+    let p = match (kind, asymmetric) {
+        (QuantizerKind::XnnpackX86 | QuantizerKind::XnnpackArm64 | QuantizerKind::Kleidi, _) => {
             // DAZ: the extremes of the flushed row are the flushed extremes.
             let (mn, mx) = (flush_subnormal(mn), flush_subnormal(mx));
             let rmin = if mn < 0.0 { mn } else { 0.0 };
             let rmax = if mx < 0.0 { 0.0 } else { mx };
             let (m, zp) = xnnpack_params(rmin, rmax);
+            // FTZ: 1 / m is subnormal for m > 2^126. KleidiAI guards m = 0 (a range that
+            // overflows f32), where XNNPACK's 1 / 0 is infinite.
+            let scale = if kind == QuantizerKind::Kleidi && m == 0.0 {
+                0.0
+            } else {
+                flush_subnormal(1.0f32 / m)
+            };
             RowPlan {
                 params: RowParams {
-                    // FTZ: 1 / m is subnormal for m > 2^126.
-                    scale: flush_subnormal(1.0f32 / m),
+                    scale,
                     zero_point: zp,
                 },
                 mult: m,
@@ -144,7 +152,8 @@ pub(crate) fn plan(flavour: Flavour, asymmetric: bool, k: usize, mn: f32, mx: f3
             if rmin == rmax {
                 return base;
             }
-            let scale = if flavour == Flavour::TflitePortable {
+            let portable = kind == QuantizerKind::TflitePortable;
+            let scale = if portable {
                 (rmax as f64 - rmin as f64) / 255.0
             } else {
                 (rmax - rmin) as f64 / 255.0
@@ -152,7 +161,7 @@ pub(crate) fn plan(flavour: Flavour, asymmetric: bool, k: usize, mn: f32, mx: f3
             let zp = tflite_zero_point(rmin as f64, rmax as f64, scale);
             let sf = scale as f32;
             // The NEON builds guard a zero scale; the portable one divides by it.
-            let mult = if sf == 0.0 && flavour != Flavour::TflitePortable {
+            let mult = if sf == 0.0 && !portable {
                 0.0
             } else {
                 1.0f32 / sf
@@ -168,9 +177,9 @@ pub(crate) fn plan(flavour: Flavour, asymmetric: bool, k: usize, mn: f32, mx: f3
             }
         }
     };
+    let flushes = flavour.is_xnnpack();
     RowPlan {
-        vector_safe: p.mult.is_finite()
-            && (flavour != Flavour::Xnnpack || p.mult <= XNNPACK_DAZ_SAFE_MULT),
+        vector_safe: p.mult.is_finite() && (!flushes || p.mult <= XNNPACK_DAZ_SAFE_MULT),
         ..p
     }
 }
@@ -182,33 +191,47 @@ impl RowPlan {
         let (zp, lo, hi) = (self.zp, self.lo, self.hi);
         let y = x * self.mult;
         let vector = i < self.vec_end;
-        match (self.flavour, self.asymmetric) {
-            (Flavour::Xnnpack, _) => {
+        let (i16_lo, i16_hi) = (i16::MIN as i32, i16::MAX as i32);
+        match (self.kind, self.asymmetric) {
+            (QuantizerKind::XnnpackX86, _) => {
                 // DAZ on x, FTZ on the product; min_ps(y, 32767) returns 32767 for a NaN.
                 let y = flush_subnormal(flush_subnormal(x) * self.mult);
                 let y = if y < 32767.0 { y } else { 32767.0 };
-                let c = cvt_rne_x86(y).clamp(i16::MIN as i32, i16::MAX as i32);
-                (c + zp)
-                    .clamp(i16::MIN as i32, i16::MAX as i32)
-                    .clamp(lo, hi)
+                let c = cvt_rne_x86(y).clamp(i16_lo, i16_hi);
+                (c + zp).clamp(i16_lo, i16_hi).clamp(lo, hi)
             }
-            (Flavour::TfliteX86, _) if vector => cvt_neon2sse(round_half_up_trunc_f32(y))
+            (QuantizerKind::XnnpackArm64, _) => {
+                // vcvtnq_s32_f32 (saturating, NaN -> 0), vqmovn, vqaddq with the zero point.
+                let y = flush_subnormal(flush_subnormal(x) * self.mult);
+                let c = to_i32(round_ties_even(y)).clamp(i16_lo, i16_hi);
+                (c + zp).clamp(i16_lo, i16_hi).clamp(lo, hi)
+            }
+            (QuantizerKind::Kleidi, _) => {
+                // vcvtaq_s32_f32 (saturating, NaN -> 0), vqmovn_s32, then the zero point added
+                // in wrapping i16 (vaddq_s16) before the clamp.
+                let y = flush_subnormal(flush_subnormal(x) * self.mult);
+                let c = to_i32(round_away(y)).clamp(i16_lo, i16_hi) as i16;
+                (c.wrapping_add(zp as i16) as i32).clamp(lo, hi)
+            }
+            (QuantizerKind::TfliteX86, _) if vector => cvt_neon2sse(round_half_up_trunc_f32(y))
                 .wrapping_add(zp)
                 .clamp(lo, hi),
-            (Flavour::TfliteX86, false) | (Flavour::TflitePortable, false) => {
+            (QuantizerKind::TfliteX86 | QuantizerKind::TflitePortable, false) => {
                 cvtt_x86(round_away(y)).clamp(lo, hi)
             }
-            (Flavour::TfliteX86, true) => tail_clamp_to_byte(zp as f32 + round_away(y), lo, hi),
-            (Flavour::TflitePortable, true) if vector => {
+            (QuantizerKind::TfliteX86, true) => {
+                tail_clamp_to_byte(zp as f32 + round_away(y), lo, hi)
+            }
+            (QuantizerKind::TflitePortable, true) if vector => {
                 cvtt_x86(round_away(zp as f32 + y)).clamp(lo, hi)
             }
-            (Flavour::TflitePortable, true) => {
+            (QuantizerKind::TflitePortable, true) => {
                 tail_clamp_to_byte(round_away(zp as f32 + y), lo, hi)
             }
-            (Flavour::TfliteArm64, _) if vector => {
+            (QuantizerKind::TfliteArm64, _) if vector => {
                 to_i32(round_away(y)).wrapping_add(zp).clamp(lo, hi)
             }
-            (Flavour::TfliteArm64, _) => to_i32(zp as f32 + round_away(y)).clamp(lo, hi),
+            (QuantizerKind::TfliteArm64, _) => to_i32(zp as f32 + round_away(y)).clamp(lo, hi),
         }
     }
 }

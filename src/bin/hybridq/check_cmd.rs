@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hybridq::check::{check_case, CaseReport, HybridReport};
+use hybridq::check::{check_case_with, CaseReport, CheckOptions, HybridReport};
 use hybridq::fixture::{case_name, find_cases, load_with};
 use hybridq::npz::ReadLimits;
 use hybridq::Result;
@@ -19,7 +19,12 @@ pub struct Summary {
 }
 
 /// Checks every case under `paths`, printing one line per case when `print` is set.
-pub fn check_all(paths: &[PathBuf], limits: ReadLimits, print: bool) -> Result<Summary> {
+pub fn check_all(
+    paths: &[PathBuf],
+    limits: ReadLimits,
+    options: CheckOptions,
+    print: bool,
+) -> Result<Summary> {
     let mut summary = Summary {
         passed: 0,
         failed: 0,
@@ -31,7 +36,7 @@ pub fn check_all(paths: &[PathBuf], limits: ReadLimits, print: bool) -> Result<S
         let name = case_name(file);
         let checked = match found.problem {
             Some(e) => Err(e),
-            None => load_with(file, limits).and_then(|case| check_case(&case)),
+            None => load_with(file, limits).and_then(|case| check_case_with(&case, options)),
         };
         let line = match checked {
             Ok(report) => {
@@ -60,8 +65,8 @@ pub fn check_all(paths: &[PathBuf], limits: ReadLimits, print: bool) -> Result<S
     Ok(summary)
 }
 
-pub fn run(paths: &[PathBuf], limits: ReadLimits) -> Result<ExitCode> {
-    let summary = check_all(paths, limits, true)?;
+pub fn run(paths: &[PathBuf], limits: ReadLimits, options: CheckOptions) -> Result<ExitCode> {
+    let summary = check_all(paths, limits, options, true)?;
     println!("{} passed, {} failed", summary.passed, summary.failed);
     Ok(if summary.failed == 0 && summary.passed > 0 {
         ExitCode::SUCCESS

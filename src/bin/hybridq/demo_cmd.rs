@@ -100,6 +100,7 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
         let summary = crate::check_cmd::check_all(
             &[fixtures.to_path_buf()],
             hybridq::npz::ReadLimits::with_total(hybridq::fixture::MAX_CASE_BYTES),
+            Default::default(),
             false,
         )?;
         let worst_rel = summary

@@ -30,6 +30,15 @@ enum Command {
         /// case, found from its directory before anything is decompressed).
         #[arg(long, default_value_t = hybridq::fixture::MAX_CASE_BYTES >> 20)]
         max_case_mib: u64,
+        /// The flavour checked against `expected` (default: the one the case names, else
+        /// tflite-x86). One of tflite-x86, tflite-arm64, tflite-arm64-dotprod,
+        /// tflite-portable, xnnpack, xnnpack-arm64, xnnpack-arm64-dotprod.
+        #[arg(long)]
+        flavour: Option<hybridq::Flavour>,
+        /// The flavour checked against `expected_xnnpack` (default: the one the case names,
+        /// else xnnpack).
+        #[arg(long)]
+        xnnpack_flavour: Option<hybridq::Flavour>,
     },
     /// Time the hybrid and the float layer on a set of shapes: median microseconds, GOP/s
     /// (2*B*K*N / t) and the hybrid/float time ratio.
@@ -97,9 +106,15 @@ fn main() -> ExitCode {
         Command::Check {
             paths,
             max_case_mib,
+            flavour,
+            xnnpack_flavour,
         } => check_cmd::run(
             &paths,
             hybridq::npz::ReadLimits::with_total(max_case_mib.saturating_mul(1 << 20)),
+            hybridq::check::CheckOptions {
+                flavour,
+                xnnpack_flavour,
+            },
         ),
         Command::Bench {
             list_kernels: true, ..
