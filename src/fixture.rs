@@ -5,7 +5,9 @@
 //! `weights` f32 `[N, K]`, `weights_q` i8 `[N, K]`, `weight_scales` f32 `[N]` or `[1]`, an
 //! optional `bias` f32 `[N]`, the i32 0-d flags `asymmetric_inputs`, `activation` and
 //! `keep_num_dims`, and the f32 outputs `expected` (TFLite's built-in kernel),
-//! `expected_xnnpack` (the XNNPACK delegate) and `expected_float` (the float model).
+//! `expected_xnnpack` (the XNNPACK delegate) and `expected_float` (the float model), and
+//! optionally `flavour` and `xnnpack_flavour` (u8 ASCII: the names of the [`Flavour`]s that
+//! reproduce `expected` and `expected_xnnpack`; absent means `tflite-x86` and `xnnpack`).
 //!
 //! A full-integer case (recognised by its `input_q` key) holds exactly: `input_q` i8
 //! `[..., K]`, the 0-d `input_scale` f32 and `input_zero_point` i32, `weights_q` i8 `[N, K]`,

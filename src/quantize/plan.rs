@@ -22,11 +22,17 @@
 //! | `tflite-portable`, symmetric | `cvttss2si(round(y))` / `cvttps2dq`, clamp in i32 | -127 | -127 | -127 |
 //! | `tflite-portable`, asymmetric, first `K - K % 8` | `cvttps2dq(round(zp + y))`, saturating packs | -128 | -128 | -128 |
 //! | `tflite-portable`, asymmetric tail | as the `tflite-x86` asymmetric tail, with `round(zp + y)` | 127 | -128 | 0 |
-//! | `tflite-arm64` | saturating (`fcvtas`, NaN -> 0), `+ zp` in wrapping i32 in the vector part | saturated | saturated | 0 (+ zp) |
+//! | `tflite-arm64`, `-dotprod` | saturating (`fcvtas`, NaN -> 0), `+ zp` in wrapping i32 in the vector part | saturated | saturated | 0 (+ zp) |
 //! | `xnnpack` | `min(y, 32767)` (NaN -> 32767), `cvtps2dq`, saturating i16 `+ zp`, saturating pack | 127 | -128 | 127 |
+//! | `xnnpack-arm64` | `vcvtnq` (saturating, NaN -> 0), `vqmovn`, `vqaddq` with `zp` | 127 | -128 | `zp` |
+//! | `xnnpack-arm64-dotprod` (KleidiAI) | `vcvtaq` (saturating, NaN -> 0), `vqmovn`, `vaddq_s16` (wrapping) `+ zp`, clamp | 127, or -128 if `zp > 0` | -128, or 127 if `zp < 0` | `zp` |
+//!
+//! The ARM rows were confirmed on LiteRT 2.3.0's aarch64 build under emulation
+//! (`fixtures/aarch64_*`, cases 077-094).
 //!
 //! **XNNPACK runs with denormals disabled.** Every XNNPACK operator runs under
-//! `PTHREADPOOL_FLAG_DISABLE_DENORMALS` (MXCSR FTZ and DAZ on x86-64): subnormal inputs read as
+//! `PTHREADPOOL_FLAG_DISABLE_DENORMALS` (MXCSR FTZ and DAZ on x86-64, FPCR.FZ on AArch64, which
+//! KleidiAI's kernels inherit there): subnormal inputs read as
 //! zero and subnormal results become zero. In a row this changes the minimum and maximum
 //! (flushing is monotonic, so the flushed extremes are the extremes' flush), every element
 //! (a subnormal `x` quantizes as 0) and the dequantization scale `1 / m` (zero when `m > 2^126`);
