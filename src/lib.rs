@@ -48,9 +48,11 @@
 pub mod activation;
 pub mod bound;
 pub mod check;
+mod engine;
 pub mod error;
 pub mod fixture;
 pub mod flavour;
+mod gemm;
 pub mod integer;
 mod kernels;
 pub mod layer;

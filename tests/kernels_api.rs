@@ -17,7 +17,7 @@ fn scalar_is_always_available_and_last() {
 
 #[test]
 fn names_round_trip_and_unknown_names_list_the_available_ones() {
-    for k in Kernel::ALL {
+    for &k in Kernel::ALL {
         match k.name().parse::<Kernel>() {
             Ok(p) => assert_eq!(p, k),
             Err(Error::KernelUnavailable { name, .. }) => {
@@ -38,7 +38,7 @@ fn names_round_trip_and_unknown_names_list_the_available_ones() {
 
 #[test]
 fn peak_is_measured_for_available_simd_kernels_only() {
-    for k in Kernel::ALL {
+    for &k in Kernel::ALL {
         let peak = k.peak_gops();
         if k == Kernel::Scalar || !k.is_available() {
             assert_eq!(peak, None, "{k}");
@@ -53,7 +53,7 @@ fn peak_is_measured_for_available_simd_kernels_only() {
 #[test]
 fn unavailable_kernels_are_refused_at_construction() {
     let w = QuantizedWeights::from_parts(array![[1i8, -128], [3, 4]].view(), &[0.5]).unwrap();
-    for k in Kernel::ALL {
+    for &k in Kernel::ALL {
         let config = HybridConfig {
             kernel: Some(k),
             ..HybridConfig::default()

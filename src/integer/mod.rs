@@ -30,10 +30,14 @@
 //! # Ok::<(), hybridq::Error>(())
 //! ```
 
+use std::sync::Arc;
+
 use ndarray::{Array2, ArrayView1, ArrayView2};
 
 use crate::activation::Activation;
+use crate::engine::integer::{IntegerParams, IntegerProduct};
 use crate::error::{check_bias_len, check_finite, checked_bias, Error, Result};
+use crate::kernels::Kernel;
 use crate::layer::rows::check_rows;
 use crate::layer::{Linear, Scratch};
 use crate::quantize::weights::{Granularity, QuantizedWeights, MAX_DEPTH};
@@ -189,6 +193,9 @@ pub struct IntegerLinear {
     act_min: i32,
     act_max: i32,
     rounding: Rounding,
+    threads: usize,
+    /// The int8 product on the layer's kernel, shared by clones.
+    engine: Arc<dyn IntegerProduct>,
 }
 
 impl IntegerLinear {
@@ -261,6 +268,23 @@ impl IntegerLinear {
                 .collect()
         };
         let (act_min, act_max) = activation_range(activation, output.scale, output.zero_point);
+        let multiplier = |c: usize| multipliers[if multipliers.len() == 1 { 0 } else { c }];
+        let params = IntegerParams {
+            weights: weights.clone(),
+            n,
+            k,
+            row_sums: row_sums.clone(),
+            bias: bias.clone().unwrap_or_else(|| vec![0; n]),
+            m0: (0..n).map(|c| multiplier(c).m0()).collect(),
+            shift: (0..n).map(|c| multiplier(c).shift()).collect(),
+            input_zero_point: input.zero_point,
+            output_zero_point: output.zero_point,
+            act_min,
+            act_max,
+        };
+        let kernel = Kernel::resolve(None)?;
+        let engine = crate::engine::build_integer(kernel, &params)
+            .ok_or_else(|| Error::invalid(OP, format!("kernel {kernel} could not be built")))?;
         Ok(Self {
             weights,
             n,
@@ -275,6 +299,8 @@ impl IntegerLinear {
             act_min,
             act_max,
             rounding: Rounding::Ruy,
+            threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
+            engine,
         })
     }
 
@@ -337,6 +363,23 @@ impl IntegerLinear {
             output,
             activation,
         )
+    }
+
+    /// The kernel the layer's integer product runs on (chosen as for the hybrid layer:
+    /// `HYBRIDQ_KERNEL`, else [`Kernel::detect`]).
+    pub fn kernel(&self) -> Kernel {
+        self.engine.kernel()
+    }
+
+    /// The same layer computing on up to `threads` threads (0 = all cores). Work is split over
+    /// output channels or rows, never over K.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |t| t.get())
+        } else {
+            threads
+        };
+        self
     }
 
     /// The same layer with another rounding of the requantization.
@@ -432,15 +475,6 @@ impl IntegerLinear {
             + 4 * self.bias.as_ref().map_or(0, Vec::len)
     }
 
-    #[inline]
-    fn multiplier(&self, n: usize) -> QuantizedMultiplier {
-        if self.multipliers.len() == 1 {
-            self.multipliers[0]
-        } else {
-            self.multipliers[n]
-        }
-    }
-
     /// The i32 accumulator of one output from its dot product `sum_k q_x q_w`:
     /// `dot - Z_x * sum_k q_w + q_b`, with wrapping i32 arithmetic (equal to
     /// `sum_k (q_x[k] - Z_x) q_w[n][k] + q_b[n]` modulo 2^32, and exact whenever that fits i32,
@@ -457,16 +491,6 @@ impl IntegerLinear {
     #[inline]
     fn accumulate(&self, x: &[i8], n: usize) -> i32 {
         self.accumulator(dot(x, &self.weights[n * self.k..(n + 1) * self.k]), n)
-    }
-
-    /// Requantizes an accumulator of channel `n` to an int8 code.
-    #[inline]
-    fn requantize(&self, acc: i32, n: usize) -> i8 {
-        let y = self
-            .multiplier(n)
-            .apply(acc, self.rounding)
-            .saturating_add(self.output.zero_point);
-        y.clamp(self.act_min, self.act_max) as i8
     }
 
     /// The i32 accumulators `[rows, N]` before requantization (see the module docs).
@@ -523,10 +547,25 @@ impl IntegerLinear {
         Ok(Array2::from_shape_vec((rows, self.n), out).expect("rows * n"))
     }
 
-    /// Runs `rows` int8 rows from a flat slice (`rows * K`) into `out` (`rows * N`).
+    /// Runs `rows` int8 rows from a flat slice (`rows * K`) into `out` (`rows * N`), with a
+    /// scratch of its own (see [`IntegerLinear::forward_q_rows_with`] to reuse one).
     ///
     /// Errors: slice lengths that do not match.
     pub fn forward_q_rows(&self, x: &[i8], rows: usize, out: &mut [i8]) -> Result<()> {
+        self.forward_q_rows_with(x, rows, out, &mut Scratch::new())
+    }
+
+    /// [`IntegerLinear::forward_q_rows`] with a caller-owned scratch: once it has grown to the
+    /// batch, the call does not allocate.
+    ///
+    /// Errors: slice lengths that do not match.
+    pub fn forward_q_rows_with(
+        &self,
+        x: &[i8],
+        rows: usize,
+        out: &mut [i8],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         check_rows(
             "IntegerLinear::forward_q_rows",
             x.len(),
@@ -535,51 +574,11 @@ impl IntegerLinear {
             out.len(),
             self.n,
         )?;
-        let (n, k) = (self.n, self.k);
         if rows == 0 {
             return Ok(());
         }
-        // Channels in blocks (over threads when the layer is large), four channels at a time
-        // against each input row; the result is written channel-major, then transposed.
-        const BLOCK: usize = 64;
-        let mut out_t = vec![0i8; n * rows];
-        let work = |bi: usize, chunk: &mut [i8]| {
-            let n0 = bi * BLOCK;
-            let nb = chunk.len() / rows;
-            let mut j = 0;
-            while j < nb {
-                let take = (nb - j).min(4);
-                let w = &self.weights[(n0 + j) * k..(n0 + j + take) * k];
-                for r in 0..rows {
-                    let xr = &x[r * k..(r + 1) * k];
-                    let mut dots = [0i32; 4];
-                    if take == 4 {
-                        dots = dot4(xr, w, k);
-                    } else {
-                        for (t, d) in dots.iter_mut().enumerate().take(take) {
-                            *d = dot(xr, &w[t * k..(t + 1) * k]);
-                        }
-                    }
-                    for (t, &d) in dots.iter().enumerate().take(take) {
-                        let c = n0 + j + t;
-                        chunk[(j + t) * rows + r] = self.requantize(self.accumulator(d, c), c);
-                    }
-                }
-                j += take;
-            }
-        };
-        // Large layers: every core the pool has (it caps the count); small ones: this thread.
-        let threads = if n.saturating_mul(k).saturating_mul(rows) >= 1 << 18 {
-            usize::MAX
-        } else {
-            1
-        };
-        crate::kernels::for_each_chunk(&mut out_t, BLOCK * rows, threads, work);
-        for (c, col) in out_t.chunks_exact(rows).enumerate() {
-            for (r, &v) in col.iter().enumerate() {
-                out[r * n + c] = v;
-            }
-        }
+        self.engine
+            .run(x, rows, self.rounding, out, scratch, self.threads);
         Ok(())
     }
 }
@@ -590,25 +589,6 @@ fn dot(x: &[i8], w: &[i8]) -> i32 {
     x.iter()
         .zip(w)
         .fold(0i32, |acc, (&a, &b)| acc.wrapping_add(a as i32 * b as i32))
-}
-
-/// Four dot products of `x` with the four consecutive rows of `w` (`4 * k` values): each
-/// input value is loaded once for four channels.
-#[inline]
-fn dot4(x: &[i8], w: &[i8], k: usize) -> [i32; 4] {
-    let (w0, rest) = w.split_at(k);
-    let (w1, rest) = rest.split_at(k);
-    let (w2, w3) = rest.split_at(k);
-    let (x, w3) = (&x[..k], &w3[..k]);
-    let mut a = [0i32; 4];
-    for i in 0..k {
-        let xv = x[i] as i32;
-        a[0] = a[0].wrapping_add(xv * w0[i] as i32);
-        a[1] = a[1].wrapping_add(xv * w1[i] as i32);
-        a[2] = a[2].wrapping_add(xv * w2[i] as i32);
-        a[3] = a[3].wrapping_add(xv * w3[i] as i32);
-    }
-    a
 }
 
 /// The float API: inputs are quantized with the input parameters
@@ -632,17 +612,26 @@ impl Linear for IntegerLinear {
         x: &[f32],
         rows: usize,
         out: &mut [f32],
-        _scratch: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Result<()> {
         const OP: &str = "IntegerLinear::forward_rows";
         check_rows(OP, x.len(), rows, self.k, out.len(), self.n)?;
         check_finite(OP, "input", x)?;
-        let xq: Vec<i8> = x.iter().map(|&v| self.input.quantize(v)).collect();
-        let mut yq = vec![0i8; out.len()];
-        self.forward_q_rows(&xq, rows, &mut yq)?;
+        let (mut xq, mut yq) = (
+            std::mem::take(&mut scratch.int8_in),
+            std::mem::take(&mut scratch.int8_out),
+        );
+        crate::layer::scratch::grow(&mut xq, x.len(), 0);
+        crate::layer::scratch::grow(&mut yq, out.len(), 0);
+        for (q, &v) in xq.iter_mut().zip(x) {
+            *q = self.input.quantize(v);
+        }
+        let result = self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch);
         for (o, &q) in out.iter_mut().zip(&yq) {
             *o = self.output.dequantize(q);
         }
-        Ok(())
+        scratch.int8_in = xq;
+        scratch.int8_out = yq;
+        result
     }
 }

@@ -1,22 +1,113 @@
-//! Portable scalar kernels: the executable specification. No `unsafe`.
+//! The portable scalar kernel: the executable specification, on the same packed layout as the
+//! SIMD kernels (K in steps of one: channel c of a panel at byte `k * 16 + c % 16`). No
+//! `unsafe`. [`Portable`] is the portable epilogue width, the definition every vector epilogue
+//! reproduces.
+
+use super::contract::{Int8Kernel, Width};
+use crate::engine::hybrid::HybridTile;
+use crate::engine::integer::IntegerTile;
+use crate::flavour::Flavour;
+use crate::gemm::pack::PANEL;
+use crate::quantize::inputs::RowParams;
+use crate::quantize::plan::{plan_row, RowPlan};
 
 /// Longest run of i8 x i8 products that an i32 accumulator holds exactly: with both factors
 /// in [-128, 127], `131_071 * 128 * 128 < 2^31`.
 pub(crate) const EXACT_I32_RUN: usize = 131_071;
 
-/// `sum_k a[k] * b[k]`, exact for any length: i32 partial sums over runs of
-/// [`EXACT_I32_RUN`], added in i64.
-pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i64 {
-    debug_assert_eq!(a.len(), b.len());
-    a.chunks(EXACT_I32_RUN)
-        .zip(b.chunks(EXACT_I32_RUN))
-        .map(|(a, b)| {
-            a.iter()
-                .zip(b)
-                .map(|(&x, &y)| x as i32 * y as i32)
-                .sum::<i32>() as i64
-        })
-        .sum()
+/// The scalar reference kernel (`scalar`): one row, one panel of 16 channels at a time.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scalar;
+
+/// The portable epilogue width (every CPU).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Portable;
+
+// SAFETY: portable code only.
+unsafe impl Width for Portable {
+    fn hybrid(self, t: &mut HybridTile<'_, '_>) {
+        t.portable();
+    }
+    fn integer(self, t: &mut IntegerTile<'_, '_>) {
+        t.portable();
+    }
+}
+
+// SAFETY: `new` always succeeds because the kernel is portable code; `dots` indexes its slices
+// with bounds checks.
+unsafe impl Int8Kernel for Scalar {
+    const NAME: &'static str = "scalar";
+    const ROWS: usize = 1;
+    const CHANNELS: usize = PANEL;
+    const K_STEP: usize = 1;
+    const K_ALIGN: usize = 1;
+    const INPUT_OFFSET: i32 = 0;
+    const EXACT_RUN: usize = EXACT_I32_RUN;
+    type Input = i8;
+    type Width = Portable;
+    type Small = Scalar;
+
+    fn new() -> Option<Self> {
+        Some(Scalar)
+    }
+
+    fn small(self) -> Self {
+        self
+    }
+
+    fn width(self) -> Portable {
+        Portable
+    }
+
+    fn quantize(
+        self,
+        flavour: Flavour,
+        asymmetric: bool,
+        row: &[f32],
+        out: &mut [i8],
+    ) -> RowParams {
+        let plan = plan_row(flavour, asymmetric, row);
+        quantize_portable(&plan, row, out);
+        plan.params
+    }
+
+    fn dots(
+        self,
+        x: &[i8],
+        _x_stride: usize,
+        rows: usize,
+        w: &[i8],
+        _panel_stride: usize,
+        steps: usize,
+        acc: &mut [i32],
+    ) {
+        assert!(rows == 1 && x.len() >= steps && w.len() >= steps * PANEL && acc.len() >= PANEL);
+        let mut sums = [0i32; PANEL];
+        for (s, &xv) in x[..steps].iter().enumerate() {
+            let ws = &w[s * PANEL..(s + 1) * PANEL];
+            for (a, &wv) in sums.iter_mut().zip(ws) {
+                *a = a.wrapping_add(xv as i32 * wv as i32);
+            }
+        }
+        acc[..PANEL].copy_from_slice(&sums);
+    }
+
+    fn peak_gops(self) -> Option<f64> {
+        None
+    }
+}
+
+/// Quantizes a row element by element with the plan (the definition), padding the rest.
+pub(crate) fn quantize_portable<T: super::contract::InputElement>(
+    plan: &RowPlan,
+    row: &[f32],
+    out: &mut [T],
+) {
+    assert!(out.len() >= row.len());
+    for (i, (o, &x)) in out.iter_mut().zip(row).enumerate() {
+        *o = T::from_q(plan.one(i, x));
+    }
+    out[row.len()..].fill(T::PAD);
 }
 
 #[cfg(test)]
@@ -24,11 +115,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_extreme_dot_is_exact() {
-        let n = 3 * EXACT_I32_RUN + 17;
-        let a = vec![-128i8; n];
-        let b = vec![-128i8; n];
-        assert_eq!(dot_i8(&a, &b), n as i64 * 16384);
-        assert_eq!(dot_i8(&a[..0], &b[..0]), 0);
+    fn one_panel_of_extreme_values_is_exact() {
+        // 16 channels of -128 against -128 over EXACT_I32_RUN steps: the i32 sums stay exact.
+        let steps = EXACT_I32_RUN;
+        let x = vec![-128i8; steps];
+        let w = vec![-128i8; steps * PANEL];
+        let mut acc = [0i32; PANEL];
+        Scalar.dots(&x, steps, 1, &w, steps * PANEL, steps, &mut acc);
+        assert!(acc.iter().all(|&a| a as i64 == steps as i64 * 16384));
     }
 }

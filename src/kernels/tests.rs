@@ -1,16 +1,22 @@
-//! Every available kernel against the scalar reference, bit for bit: input quantization in all
-//! flavours, and the integer product with its epilogue (in-crate, since kernels are private).
-//! Larger runs: `HYBRIDQ_EXHAUSTIVE=1`.
+//! Every registered kernel this CPU runs against the scalar reference, bit for bit: input
+//! quantization in all flavours, the packed layout, and the integer product with its epilogue
+//! (in-crate, since kernels are private). The registry is the list: a kernel added there is
+//! tested here without a line changing. Larger runs: `HYBRIDQ_EXHAUSTIVE=1`.
 
 use proptest::prelude::*;
 
-use super::driver::{run_scalar, run_simd, Product};
-use super::pack::PackedWeights;
-use super::Kernel;
+use super::contract::{InputElement, Int8Kernel};
+use super::{Kernel, KernelVisitor};
 use crate::activation::Activation;
+use crate::engine::hybrid::{layout_of, HybridSink};
 use crate::flavour::Flavour;
+use crate::gemm::driver::{self, Rows};
+use crate::gemm::pack::PackedWeights;
 use crate::layer::epilogue::EpilogueSpec;
 use crate::quantize::inputs::{quantize_row, RowParams};
+
+#[path = "../../tests/support/extreme.rs"]
+mod extreme;
 
 fn exhaustive() -> bool {
     std::env::var("HYBRIDQ_EXHAUSTIVE").is_ok_and(|v| v == "1")
@@ -31,27 +37,26 @@ fn cases(fast: u32) -> u32 {
     }
 }
 
-/// SIMD kernels (everything available except the reference).
-fn simd_kernels() -> Vec<Kernel> {
-    Kernel::available()
-        .into_iter()
-        .filter(|&k| k != Kernel::Scalar)
-        .collect()
-}
-
-/// Quantizes `row` with `kernel` through the layer's entry point.
-fn quantize_with(
-    kernel: Kernel,
+/// A row quantized by a kernel: the int8 values it stands for (padding included) and the
+/// parameters.
+struct Quantize<'a> {
     flavour: Flavour,
     asym: bool,
-    row: &[f32],
-) -> (Vec<i16>, RowParams) {
-    let k = row.len();
-    let stride = 2 * k.div_ceil(2);
-    let mut q = vec![99i16; stride];
-    let mut p = [RowParams::ZERO_ROW];
-    super::quantize_rows(kernel, flavour, asym, row, k, &[true], &mut q, &mut p, 1);
-    (q, p[0])
+    row: &'a [f32],
+}
+
+impl KernelVisitor for Quantize<'_> {
+    type Out = (Vec<i32>, bool, RowParams);
+    fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Self::Out {
+        let len = self.row.len().next_multiple_of(K::K_ALIGN) + K::K_ALIGN;
+        let mut out = vec![K::Input::from_q(99); len];
+        let p = k.quantize(self.flavour, self.asym, self.row, &mut out);
+        let padded = out[self.row.len()..]
+            .iter()
+            .all(|&v| v.to_q() == K::Input::PAD.to_q());
+        let q = out[..self.row.len()].iter().map(|v| v.to_q()).collect();
+        (q, padded, p)
+    }
 }
 
 fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
@@ -59,14 +64,12 @@ fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
         for asym in [false, true] {
             let mut want = vec![0i8; row.len()];
             let pw = quantize_row(flavour, asym, row, &mut want);
-            let mut scalar16 = vec![7i16; 2 * row.len().div_ceil(2)];
-            let ps = crate::quantize::plan::quantize_row_i16(flavour, asym, row, &mut scalar16);
-            let mut kernels = vec![(Kernel::Scalar, scalar16, ps)];
-            for kernel in simd_kernels() {
-                let (q, p) = quantize_with(kernel, flavour, asym, row);
-                kernels.push((kernel, q, p));
-            }
-            for (kernel, q, p) in kernels {
+            let want: Vec<i32> = want.iter().map(|&v| v as i32).collect();
+            for kernel in Kernel::available() {
+                let (q, padded, p) = kernel
+                    .visit(Quantize { flavour, asym, row })
+                    .expect("available");
+                prop_assert!(padded, "{} {} {}: padding", kernel, flavour, asym);
                 prop_assert_eq!(
                     p.scale.to_bits(),
                     pw.scale.to_bits(),
@@ -83,26 +86,12 @@ fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
                     flavour,
                     asym
                 );
-                let got: Vec<i16> = q[..row.len()].to_vec();
-                let want16: Vec<i16> = want.iter().map(|&v| v as i16).collect();
-                prop_assert_eq!(
-                    &got,
-                    &want16,
-                    "{} {} asym={} row={:?}",
-                    kernel,
-                    flavour,
-                    asym,
-                    row
-                );
-                prop_assert!(q[row.len()..].iter().all(|&v| v == 0), "padding");
+                prop_assert_eq!(&q, &want, "{} {} {}", kernel, flavour, asym);
             }
         }
     }
     Ok(())
 }
-
-#[path = "../../tests/support/extreme.rs"]
-mod extreme;
 
 /// Rows of 1..70 values: ordinary ranges, wide dynamic range, few distinct values, spikes, and
 /// values across the whole f32 range (subnormal, tiny, huge, rows mixing them).
@@ -148,21 +137,65 @@ proptest! {
 #[test]
 fn ties_before_and_after_the_last_multiple_of_eight() {
     // Symmetric with range 127 (inv = 1), asymmetric with range 255 (sf = 1) and zero points
-    // 0 and -28: y = x exactly, so each value below is a tie (or just off one).
-    let ties = [0.5f32, -0.5, 0.49999997, -0.49999997, 1.5, 2.5, -1.5, -2.5];
-    for len in [9usize, 15, 16, 17, 23, 24, 31] {
-        for &(lo, hi) in &[(-127.0f32, 127.0f32), (-128.0, 127.0), (-100.0, 155.0)] {
-            for shift in 0..ties.len() {
-                let mut row: Vec<f32> = (0..len).map(|i| ties[(i + shift) % ties.len()]).collect();
-                row[0] = lo;
-                row[len / 2] = hi;
+    // from the fixtures' tie rows; the tie lands in the vector part or in the tail.
+    for k in 1..=33 {
+        for pos in 0..k {
+            for tie in [0.5f32, -0.5, 2.5, 0.49999997, -0.49999997] {
+                let mut row = vec![0.0f32; k];
+                row[pos] = tie;
+                row[(pos + 1) % k] = if k > 1 { 127.0 } else { tie };
+                check_quantize(&row).unwrap();
+                let mut row = vec![1.0f32; k];
+                row[0] = -100.0;
+                row[k - 1] = 155.0;
+                row[pos] = tie + 10.0;
                 check_quantize(&row).unwrap();
             }
         }
     }
 }
 
-/// Raw quantized operands and parameters for a product.
+/// The layout each kernel packs for holds the weights (the scalar reference reads them back
+/// through `PackedWeights::weight`), zero padded to the kernel's K and channel multiples.
+struct LayoutRoundTrip<'a> {
+    w: &'a [i8],
+    n: usize,
+    k: usize,
+}
+
+impl KernelVisitor for LayoutRoundTrip<'_> {
+    type Out = bool;
+    fn visit<K: Int8Kernel>(self, _k: K, _id: Kernel) -> bool {
+        let rs = vec![0; self.n];
+        let pk = PackedWeights::new(self.w, self.n, self.k, layout_of::<K>(), &rs, |_| 1.0, None);
+        (0..pk.panels * 16).all(|c| {
+            (0..pk.k_padded).all(|kk| {
+                let want = if c < self.n && kk < self.k {
+                    self.w[c * self.k + kk]
+                } else {
+                    0
+                };
+                pk.weight(c, kk) == want
+            })
+        }) && pk.k_padded % K::K_ALIGN == 0
+    }
+}
+
+#[test]
+fn every_kernel_layout_holds_the_weights() {
+    for (n, k) in [(1usize, 1usize), (17, 5), (33, 70), (64, 129)] {
+        let w: Vec<i8> = (0..n * k)
+            .map(|i| (i as i32 * 37 % 255 - 127) as i8)
+            .collect();
+        for kernel in Kernel::available() {
+            assert!(
+                kernel.visit(LayoutRoundTrip { w: &w, n, k }).unwrap(),
+                "{kernel} n{n} k{k}"
+            );
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct ProductCase {
     b: usize,
@@ -173,6 +206,53 @@ struct ProductCase {
     params: Vec<RowParams>,
     scales: Vec<f32>,
     bias: Option<Vec<f32>>,
+}
+
+/// A product through a kernel: its packing, its input element, the generic driver and the
+/// epilogue of its width.
+struct Product<'a> {
+    c: &'a ProductCase,
+    spec: EpilogueSpec,
+    threads: usize,
+}
+
+impl KernelVisitor for Product<'_> {
+    type Out = Vec<u32>;
+    fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Vec<u32> {
+        let c = self.c;
+        let row_sums: Vec<i32> = (0..c.n)
+            .map(|j| c.w[j * c.k..(j + 1) * c.k].iter().map(|&v| v as i32).sum())
+            .collect();
+        let pk = PackedWeights::new(
+            &c.w,
+            c.n,
+            c.k,
+            layout_of::<K>(),
+            &row_sums,
+            |j| c.scales[j],
+            c.bias.as_deref(),
+        );
+        let stride = pk.k_padded;
+        let mut x = vec![K::Input::PAD; c.b * stride];
+        for r in 0..c.b {
+            for i in 0..c.k {
+                x[r * stride + i] = K::Input::from_q(c.q[r * c.k + i] as i32);
+            }
+        }
+        let sink = HybridSink {
+            params: &c.params,
+            packed: &pk,
+            spec: self.spec,
+        };
+        let mut out = vec![f32::NAN; c.b * c.n];
+        let rows = Rows {
+            x: &x,
+            stride,
+            rows: c.b,
+        };
+        driver::run(k, &pk, rows, &sink, &mut out, self.threads);
+        out.iter().map(|v| v.to_bits()).collect()
+    }
 }
 
 fn i8_strategy(len: usize, min: i8) -> impl Strategy<Value = Vec<i8>> {
@@ -239,70 +319,32 @@ fn product_strategy(
     })
 }
 
+/// Every flavour and activation: every kernel's product equals the scalar kernel's.
 fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), TestCaseError> {
-    let (b, k, n) = (c.b, c.k, c.n);
-    let row_sums: Vec<i32> = (0..n)
-        .map(|j| c.w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
-        .collect();
-    let stride = 2 * k.div_ceil(2);
-    let mut q16 = vec![0i16; b * stride];
-    for r in 0..b {
-        for i in 0..k {
-            q16[r * stride + i] = c.q[r * k + i] as i16;
-        }
-    }
-    let mut xu = vec![0u8; b * super::u8_stride(k)];
-    super::offset_rows_u8(&q16, b, k, &mut xu);
     for flavour in Flavour::ALL {
         for act in Activation::ALL {
-            let epilogue = EpilogueSpec::new(flavour, act, b, n, k);
-            let mut want = vec![f32::NAN; b * n];
-            let init = |j: usize| c.bias.as_ref().map_or(0.0, |v| v[j]);
-            run_scalar(
-                &c.w,
-                &row_sums,
-                &|j| c.scales[j],
-                &init,
-                &c.q,
-                &c.params,
-                k,
-                n,
-                epilogue,
-                &mut want,
-                1,
-            );
-            for kernel in simd_kernels() {
-                let packed = PackedWeights::new(
-                    &c.w,
-                    n,
-                    k,
-                    kernel.pack_group(),
-                    &row_sums,
-                    |j| c.scales[j],
-                    c.bias.as_deref(),
-                );
-                let mut got = vec![f32::NAN; b * n];
-                let p = Product {
-                    packed: &packed,
-                    x: &q16,
-                    xu: &xu,
-                    rows: b,
-                    params: &c.params,
-                    epilogue,
-                };
-                run_simd(kernel, &p, &mut got, threads);
-                let wb: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
-                let gb: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+            let spec = EpilogueSpec::new(flavour, act, c.b, c.n, c.k);
+            let want = Kernel::Scalar
+                .visit(Product {
+                    c,
+                    spec,
+                    threads: 1,
+                })
+                .expect("scalar");
+            for kernel in Kernel::available() {
+                let got = kernel
+                    .visit(Product { c, spec, threads })
+                    .expect("available");
                 prop_assert_eq!(
-                    gb,
-                    wb,
+                    got,
+                    want.clone(),
                     "{} {} {:?} b{} k{} n{}",
                     kernel,
                     flavour,
                     act,
-                    b,
-                    k,
-                    n
+                    c.b,
+                    c.k,
+                    c.n
                 );
             }
         }
@@ -311,22 +353,21 @@ fn check_product(c: &ProductCase, threads: usize) -> std::result::Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(10000)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
-    /// Every remainder of the tile (MR = 4 rows, 16 channels) and of the K pair.
+    /// Every remainder of every tile (rows up to 2 x 8, channels up to 2 x 32, K quads).
     #[test]
-    fn product_matches_reference_small(c in product_strategy(9, 40, 40)) {
+    fn product_matches_reference_small(c in product_strategy(17, 40, 70)) {
         check_product(&c, 1)?;
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(500)))]
+    #![proptest_config(ProptestConfig::with_cases(cases(200)))]
 
-    /// Shapes large enough to be split over threads and panel groups.
     #[test]
     fn product_matches_reference_threaded(
-        c in product_strategy(11, 700, 90),
+        c in product_strategy(40, 300, 200),
         threads in 1usize..5,
     ) {
         check_product(&c, threads)?;
@@ -334,8 +375,7 @@ proptest! {
 }
 
 /// All -128 against all -128 (the `vpmaddwd` pair sum 2 * 2^14 = 2^15 must not saturate, and
-/// the i32 runs must not wrap) at depths around the i32 limits, for one row (the GEMV tile)
-/// and two (the MR x 16 tile).
+/// the i32 runs must not wrap) at depths around the i32 limits, for one row and several.
 #[test]
 fn extreme_values_around_the_i32_limits() {
     let depths: &[usize] = if exhaustive() {
@@ -352,7 +392,7 @@ fn extreme_values_around_the_i32_limits() {
             (127, -128, 127),
             (-128, -128, 0),
         ] {
-            for b in [1, 2] {
+            for b in [1, 2, 9] {
                 let n = 2;
                 let c = ProductCase {
                     b,
@@ -376,20 +416,24 @@ fn extreme_values_around_the_i32_limits() {
     }
 }
 
-/// The one-row GEMV path (`avx2::dots_gemv`: 4 K pairs per iteration, then single pairs) on
-/// every remainder of the unrolled K loop and of the 16-channel panel, with extreme values
-/// (-128 on both sides) and single threads and a channel split.
-#[test]
-fn gemv_matches_reference_on_every_remainder() {
-    let mut seed = 7u64;
-    let mut next = move || {
+/// A small deterministic generator for the fixed-shape tests.
+fn lcg(seed: u64) -> impl FnMut() -> u32 {
+    let mut seed = seed;
+    move || {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (seed >> 33) as u32
-    };
-    for k in (1..=24).chain([63, 64, 65, 4095, 4096, 4097]) {
-        for n in [1usize, 7, 16, 17, 33, 48] {
+    }
+}
+
+/// The one-row kernels (unrolled K loops, several weight streams) on every remainder of the
+/// unrolled loop and of the channel tile, with extreme values (-128 on both sides).
+#[test]
+fn one_row_matches_reference_on_every_remainder() {
+    let mut next = lcg(7);
+    for k in (1..=24).chain([63, 64, 65, 127, 128, 129, 4095, 4096, 4097]) {
+        for n in [1usize, 7, 16, 17, 33, 48, 65] {
             for extreme in [false, true] {
                 let mut val = |_| {
                     if extreme {
@@ -421,17 +465,14 @@ fn gemv_matches_reference_on_every_remainder() {
     }
 }
 
-/// A product large enough to run on several tasks (channel split, then row split).
+/// Products large enough to run on several tasks (channel split, then row split), and every
+/// row count from 1 to 40 (every path of the kernel chain).
 #[test]
-fn threaded_splits_match_reference() {
-    let mut seed = 1u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) as u32
-    };
-    for (b, k, n) in [(3usize, 1500usize, 1500usize), (300, 900, 16)] {
+fn threaded_splits_and_row_counts_match_reference() {
+    let mut next = lcg(1);
+    let mut shapes = vec![(3usize, 1500usize, 1500usize), (300, 900, 16)];
+    shapes.extend((1..=40).map(|b| (b, 96, 40)));
+    for (b, k, n) in shapes {
         let c = ProductCase {
             b,
             k,
@@ -447,82 +488,8 @@ fn threaded_splits_match_reference() {
             scales: (0..n).map(|j| 0.001 * (j + 1) as f32).collect(),
             bias: Some((0..n).map(|j| j as f32 - 3.5).collect()),
         };
-        for threads in [2, 3, 8] {
+        for threads in [1, 2, 3, 8] {
             check_product(&c, threads).unwrap();
-        }
-    }
-}
-
-/// The VNNI kernel's arithmetic, emulated in scalar code on its real operands (the g = 4
-/// packing and the `q + 128` rows): lane c of `vpdpbusd` accumulates
-/// `sum_k u[k] * w[c][k]` (u8 x i8, four per step, no saturation), and the epilogue's
-/// `acc - row_sum * (zp + 128)` in wrapping i32 must equal the reference's i64
-/// `dot - row_sum * zp`. This checks the layout and the correction on any machine; the
-/// intrinsics themselves only run where AVX-512 VNNI exists.
-#[test]
-fn vnni_layout_and_offset_correction_emulated() {
-    let mut seed = 3u64;
-    let mut next = move || {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) as u32
-    };
-    for &(b, k, n) in &[
-        (1usize, 1usize, 1usize),
-        (3, 7, 17),
-        (2, 64, 33),
-        (2, 65_793, 2),
-    ] {
-        for extreme in [false, true] {
-            let w: Vec<i8> = (0..n * k)
-                .map(|_| if extreme { -128 } else { next() as u8 as i8 })
-                .collect();
-            let q: Vec<i8> = (0..b * k)
-                .map(|_| if extreme { 127 } else { next() as u8 as i8 })
-                .collect();
-            let zps: Vec<i32> = (0..b)
-                .map(|_| {
-                    if extreme {
-                        -128
-                    } else {
-                        (next() % 256) as i32 - 128
-                    }
-                })
-                .collect();
-            let row_sums: Vec<i32> = (0..n)
-                .map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
-                .collect();
-            let packed = PackedWeights::new(&w, n, k, 4, &row_sums, |_| 1.0, None);
-            let s16 = 2 * k.div_ceil(2);
-            let mut q16 = vec![0i16; b * s16];
-            for r in 0..b {
-                for i in 0..k {
-                    q16[r * s16 + i] = q[r * k + i] as i16;
-                }
-            }
-            let su = super::u8_stride(k);
-            let mut xu = vec![0u8; b * su];
-            super::offset_rows_u8(&q16, b, k, &mut xu);
-            for r in 0..b {
-                for c in 0..n {
-                    let (panel, lane) = (c / 16, c % 16);
-                    let pw = packed.panel(panel);
-                    let mut lane_acc = 0i32;
-                    for step in 0..packed.kp {
-                        for e in 0..4 {
-                            let u = xu[r * su + 4 * step + e] as i32;
-                            let wv = pw[step * 64 + lane * 4 + e] as i32;
-                            lane_acc += u * wv; // exact: |lane_acc| <= K * 255 * 128 < 2^31
-                        }
-                    }
-                    let got = lane_acc.wrapping_sub(row_sums[c].wrapping_mul(zps[r] + 128));
-                    let want =
-                        super::scalar::dot_i8(&w[c * k..(c + 1) * k], &q[r * k..(r + 1) * k])
-                            - row_sums[c] as i64 * zps[r] as i64;
-                    assert_eq!(got as i64, want, "b{b} k{k} n{n} r{r} c{c}");
-                }
-            }
         }
     }
 }

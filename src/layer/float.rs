@@ -6,7 +6,7 @@ use super::rows::check_rows;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
 use crate::error::{check_finite, Error, Result};
-use crate::kernels::float_packed::{self, PackedF32};
+use crate::gemm::float::{self as float_packed, PackedF32};
 
 /// `y = act(bias + x W^T)` in f32, with `W` `[N, K]` as given (no quantization).
 ///
@@ -134,7 +134,7 @@ impl Linear for FloatLinear {
         match &self.weights {
             FloatWeights::Packed(p) => float_packed::matmul(p, rows, x, out, self.threads),
             FloatWeights::RowMajor(w) => {
-                crate::kernels::float::matmul_xwt(rows, k, n, x, w, out, self.threads)
+                crate::gemm::float_portable::matmul_xwt(rows, k, n, x, w, out, self.threads)
             }
         }
         for out_row in out.chunks_exact_mut(n) {

@@ -9,12 +9,11 @@ use super::rows::check_rows;
 use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
+use crate::engine::hybrid::HybridProduct;
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
-use crate::kernels::pack::PackedWeights;
-use crate::kernels::{driver, Kernel};
+use crate::kernels::Kernel;
 use crate::layer::epilogue::EpilogueSpec;
-use crate::quantize::inputs::{quantize_row, RowParams};
 use crate::quantize::weights::{Granularity, QuantizedWeights};
 
 /// What to do with NaN or infinite input values (TFLite's behaviour is undefined there).
@@ -96,10 +95,9 @@ pub struct HybridLinear {
     weights: QuantizedWeights,
     bias: Option<Vec<f32>>,
     config: HybridConfig,
-    kernel: Kernel,
     threads: usize,
-    /// The weights in the SIMD kernels' layout (None for the scalar kernel), shared by clones.
-    packed: Option<Arc<PackedWeights>>,
+    /// The kernel with the weights in its packed layout, shared by clones.
+    engine: Arc<dyn HybridProduct>,
 }
 
 impl HybridLinear {
@@ -116,15 +114,14 @@ impl HybridLinear {
     ) -> Result<Self> {
         const OP: &str = "HybridLinear::new";
         let bias = crate::error::checked_bias(OP, weights.n(), bias)?;
-        let kernel = resolve_kernel(config.kernel)?;
-        let packed = pack_for(kernel, &weights, bias.as_deref());
+        let kernel = Kernel::resolve(config.kernel)?;
+        let engine = engine_for(kernel, &weights, bias.as_deref())?;
         Ok(Self {
             weights,
             bias,
             config,
-            kernel,
             threads: resolve_threads(config.threads),
-            packed,
+            engine,
         })
     }
 
@@ -159,7 +156,7 @@ impl HybridLinear {
 
     /// The kernel this layer runs.
     pub fn kernel(&self) -> Kernel {
-        self.kernel
+        self.engine.kernel()
     }
 
     /// The number of threads a call is split over.
@@ -190,26 +187,25 @@ impl HybridLinear {
     /// The same layer with other options; [`Error::KernelUnavailable`] if `config.kernel`
     /// names a kernel this CPU cannot run.
     pub fn try_with_config(&self, config: HybridConfig) -> Result<Self> {
-        let kernel = resolve_kernel(config.kernel)?;
-        let packed = if kernel == self.kernel {
-            self.packed.clone()
+        let kernel = Kernel::resolve(config.kernel)?;
+        let engine = if kernel == self.kernel() {
+            self.engine.clone()
         } else {
-            pack_for(kernel, &self.weights, self.bias.as_deref())
+            engine_for(kernel, &self.weights, self.bias.as_deref())?
         };
         Ok(Self {
             weights: self.weights.clone(),
             bias: self.bias.clone(),
             config,
-            kernel,
             threads: resolve_threads(config.threads),
-            packed,
+            engine,
         })
     }
 
-    /// Quantizes `rows` rows of `x` into the scratch and returns whether the whole input is zero.
-    fn quantize_inputs(&self, x: &[f32], rows: usize, scratch: &mut Scratch) -> Result<bool> {
+    /// Checks the input's values (before any output is written) and returns whether the whole
+    /// input is zero.
+    fn check_inputs(&self, x: &[f32], rows: usize, scratch: &mut Scratch) -> Result<bool> {
         let k = self.weights.k();
-        // Validate everything before any output is written.
         grow(&mut scratch.row_is_finite, rows, true);
         for (b, row) in x.chunks_exact(k).enumerate() {
             let bad = row.iter().position(|v| !v.is_finite());
@@ -223,54 +219,7 @@ impl HybridLinear {
             }
             scratch.row_is_finite[b] = bad.is_none();
         }
-        let all_zero = x.iter().all(|&v| v == 0.0);
-        if all_zero && !self.config.flavour.is_xnnpack() {
-            return Ok(true);
-        }
-        grow(&mut scratch.params, rows, RowParams::ZERO_ROW);
-        let (flavour, asym) = (self.config.flavour, self.config.asymmetric_inputs);
-        if self.kernel == Kernel::Scalar {
-            grow(&mut scratch.quantized, rows * k, 0);
-            for (b, (row, q)) in x
-                .chunks_exact(k)
-                .zip(scratch.quantized.chunks_exact_mut(k))
-                .enumerate()
-            {
-                scratch.params[b] = if scratch.row_is_finite[b] {
-                    quantize_row(flavour, asym, row, q)
-                } else {
-                    RowParams::ZERO_ROW
-                };
-            }
-        } else {
-            let stride = 2 * k.div_ceil(2);
-            grow(&mut scratch.quantized16, rows * stride, 0);
-            crate::kernels::quantize_rows(
-                self.kernel,
-                flavour,
-                asym,
-                x,
-                k,
-                &scratch.row_is_finite[..rows],
-                &mut scratch.quantized16[..rows * stride],
-                &mut scratch.params[..rows],
-                self.threads,
-            );
-            if self.kernel.uses_u8_inputs() {
-                grow(
-                    &mut scratch.quantized_u8,
-                    rows * crate::kernels::u8_stride(k),
-                    0,
-                );
-                crate::kernels::offset_rows_u8(
-                    &scratch.quantized16[..rows * stride],
-                    rows,
-                    k,
-                    &mut scratch.quantized_u8,
-                );
-            }
-        }
-        Ok(false)
+        Ok(x.iter().all(|&v| v == 0.0))
     }
 }
 
@@ -305,8 +254,11 @@ impl Linear for HybridLinear {
             return Ok(());
         }
         let act = self.config.activation;
-        let init = |j: usize| self.bias.as_ref().map_or(0.0, |b| b[j]);
-        if self.quantize_inputs(x, rows, scratch)? {
+        let flavour = self.config.flavour;
+        let all_zero = self.check_inputs(x, rows, scratch)?;
+        if all_zero && !flavour.is_xnnpack() {
+            // TFLite's shortcut: no product, the activation of the bias.
+            let init = |j: usize| self.bias.as_ref().map_or(0.0, |b| b[j]);
             for out_row in out.chunks_exact_mut(n) {
                 for (j, o) in out_row.iter_mut().enumerate() {
                     *o = act.apply(init(j));
@@ -314,52 +266,26 @@ impl Linear for HybridLinear {
             }
             return Ok(());
         }
-        let params = &scratch.params[..rows];
-        let epilogue = EpilogueSpec::new(self.config.flavour, act, rows, n, k);
-        match &self.packed {
-            None => {
-                let w = self.weights.values();
-                let w = w.as_slice().expect("weights are stored in standard layout");
-                driver::run_scalar(
-                    w,
-                    self.weights.row_sums(),
-                    &|j| self.weights.scale(j),
-                    &init,
-                    &scratch.quantized[..rows * k],
-                    params,
-                    k,
-                    n,
-                    epilogue,
-                    out,
-                    self.threads,
-                );
-            }
-            Some(packed) => {
-                let product = driver::Product {
-                    packed,
-                    x: &scratch.quantized16[..rows * 2 * k.div_ceil(2)],
-                    xu: &scratch.quantized_u8,
-                    rows,
-                    params,
-                    epilogue,
-                };
-                driver::run_simd(self.kernel, &product, out, self.threads);
-            }
-        }
+        let spec = EpilogueSpec::new(flavour, act, rows, n, k);
+        let finite = std::mem::take(&mut scratch.row_is_finite);
+        self.engine.run(
+            x,
+            rows,
+            &finite[..rows],
+            flavour,
+            self.config.asymmetric_inputs,
+            spec,
+            out,
+            scratch,
+            self.threads,
+        );
+        scratch.row_is_finite = finite;
         for (b, out_row) in out.chunks_exact_mut(n).enumerate() {
             if !scratch.row_is_finite[b] {
                 out_row.fill(f32::NAN);
             }
         }
         Ok(())
-    }
-}
-
-/// The configured kernel (checked), or the environment's, or the best one.
-fn resolve_kernel(kernel: Option<Kernel>) -> Result<Kernel> {
-    match kernel {
-        Some(k) => k.check_available(),
-        None => Ok(Kernel::from_env()?.unwrap_or_else(Kernel::detect)),
     }
 }
 
@@ -372,27 +298,17 @@ fn resolve_threads(threads: usize) -> usize {
     }
 }
 
-/// The packed weights a kernel needs (none for the scalar reference).
-fn pack_for(
+/// The engine of `kernel` for these weights.
+fn engine_for(
     kernel: Kernel,
     weights: &QuantizedWeights,
     bias: Option<&[f32]>,
-) -> Option<Arc<PackedWeights>> {
-    let group = kernel.pack_group();
-    if group == 0 {
-        return None;
-    }
-    let values = weights.values();
-    let values = values
-        .as_slice()
-        .expect("weights are stored in standard layout");
-    Some(Arc::new(PackedWeights::new(
-        values,
-        weights.n(),
-        weights.k(),
-        group,
-        weights.row_sums(),
-        |j| weights.scale(j),
-        bias,
-    )))
+) -> Result<Arc<dyn HybridProduct>> {
+    let kernel = kernel.check_available()?;
+    crate::engine::build_hybrid(kernel, weights, bias).ok_or_else(|| {
+        Error::invalid(
+            "HybridLinear::new",
+            format!("kernel {kernel} could not be built"),
+        )
+    })
 }

@@ -6,7 +6,7 @@ pub(crate) mod epilogue;
 mod float;
 mod hybrid;
 pub(crate) mod rows;
-mod scratch;
+pub(crate) mod scratch;
 
 pub use float::FloatLinear;
 pub use hybrid::{HybridConfig, HybridLinear, NonFinitePolicy};

@@ -7,15 +7,15 @@ use crate::quantize::inputs::RowParams;
 /// calls (one per thread) to keep the hot path free of allocation.
 #[derive(Debug, Default)]
 pub struct Scratch {
-    pub(crate) quantized: Vec<i8>,
-    /// Quantized rows widened to i16, each zero padded to an even length (SIMD kernels).
-    pub(crate) quantized16: Vec<i16>,
-    /// Quantized rows offset to u8 (`q + 128`), each padded to a multiple of 4 (VNNI kernel).
-    pub(crate) quantized_u8: Vec<u8>,
+    /// Quantized input rows in the kernel's element type (64-byte aligned storage).
+    pub(crate) quantized: Vec<crate::gemm::pack::Line>,
     pub(crate) params: Vec<RowParams>,
     pub(crate) row_is_finite: Vec<bool>,
     pub(crate) input: Vec<f32>,
     pub(crate) output: Vec<f32>,
+    /// The full-integer layer's quantized input and output (its float API).
+    pub(crate) int8_in: Vec<i8>,
+    pub(crate) int8_out: Vec<i8>,
 }
 
 impl Scratch {
@@ -25,15 +25,14 @@ impl Scratch {
     }
 
     /// Grows the buffers for `rows` rows of `k` inputs and `n` outputs, so that later calls of
-    /// at most that size do not allocate.
+    /// at most that size do not allocate (for any kernel: room for i16 rows padded to 64).
     pub fn reserve(&mut self, rows: usize, k: usize, n: usize) {
-        grow(&mut self.quantized, rows * k, 0);
-        grow(&mut self.quantized16, rows * 2 * k.div_ceil(2), 0);
-        grow(
-            &mut self.quantized_u8,
-            rows * crate::kernels::u8_stride(k),
-            0,
-        );
+        let bytes = rows * k.next_multiple_of(64) * 2;
+        let lines = bytes.div_ceil(64);
+        if self.quantized.len() < lines {
+            self.quantized
+                .resize(lines, crate::gemm::pack::Line([0; 64]));
+        }
         grow(&mut self.params, rows, RowParams::ZERO_ROW);
         grow(&mut self.row_is_finite, rows, true);
         grow(&mut self.input, rows * k, 0.0);

@@ -7,57 +7,20 @@
 //! calling thread, enough of them to be bound by throughput rather than latency, and keeps the
 //! best of several runs.
 
-#[cfg(target_arch = "x86_64")]
 use std::time::Instant;
 
-use super::Kernel;
-
 /// Independent chains per measurement (enough to cover latency 5 at 2 instructions per cycle).
-#[cfg(target_arch = "x86_64")]
 const CHAINS: usize = 12;
 
 /// Iterations of all chains per timed run.
-#[cfg(target_arch = "x86_64")]
 const ITERS: usize = 1 << 18;
 
 /// Timed runs; the fastest counts.
-#[cfg(target_arch = "x86_64")]
 const RUNS: usize = 8;
 
-/// The kernel's measured peak in GOP/s (2 operations per int8 multiply-add) on one core, or
-/// `None` for `scalar` and kernels this CPU cannot run.
-pub(crate) fn peak_gops(kernel: Kernel) -> Option<f64> {
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // No SIMD kernel on other targets yet (the NEON slot would add its measurement here).
-        let _ = kernel;
-        None
-    }
-    #[cfg(target_arch = "x86_64")]
-    measure(kernel)
-}
-
-/// [`peak_gops`] on x86-64.
-#[cfg(target_arch = "x86_64")]
-fn measure(kernel: Kernel) -> Option<f64> {
-    if !kernel.is_available() {
-        return None;
-    }
-    let (macs_per_iter, run): (usize, fn(usize, i32) -> i32) = match kernel {
-        Kernel::Scalar => return None,
-        Kernel::Avx2 => (CHAINS * 16, |iters, seed| {
-            // SAFETY: AVX2 and FMA are available (`is_available` above).
-            unsafe { x86::madd_chains(iters, seed) }
-        }),
-        Kernel::AvxVnni => (CHAINS * 32, |iters, seed| {
-            // SAFETY: AVX-VNNI, AVX2 and FMA are available (`is_available` above).
-            unsafe { x86::dpbusd256_chains(iters, seed) }
-        }),
-        Kernel::Avx512Vnni => (CHAINS * 64, |iters, seed| {
-            // SAFETY: AVX-512 F/BW/VNNI are available (`is_available` above).
-            unsafe { x86::dpbusd512_chains(iters, seed) }
-        }),
-    };
+/// Times `run(iters, seed)` (which performs `iters` iterations of [`CHAINS`] chains, each
+/// step `macs_per_step` multiply-adds) and returns GOP/s: best of [`RUNS`] after one warm-up.
+pub(crate) fn measure_chains(macs_per_step: usize, run: impl Fn(usize, i32) -> i32) -> f64 {
     let mut best = f64::INFINITY;
     let mut sink = 0i32;
     for r in 0..=RUNS {
@@ -70,11 +33,17 @@ fn measure(kernel: Kernel) -> Option<f64> {
         }
     }
     std::hint::black_box(sink);
-    Some(2.0 * (macs_per_iter * ITERS) as f64 / best / 1e9)
+    2.0 * (CHAINS * macs_per_step * ITERS) as f64 / best / 1e9
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
+/// [`measure_chains`] for 16-MAC steps (`vpmaddwd` on 16 i16 pairs).
+pub(crate) fn measure(run: impl Fn(usize, i32) -> i32) -> f64 {
+    measure_chains(16, run)
+}
+
+pub(crate) use chains::*;
+
+mod chains {
     use super::CHAINS;
     use std::arch::x86_64::*;
 
@@ -93,7 +62,7 @@ mod x86 {
     /// # Safety
     /// AVX2 and FMA are available.
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn madd_chains(iters: usize, seed: i32) -> i32 {
+    pub(crate) unsafe fn madd_chains(iters: usize, seed: i32) -> i32 {
         let b = _mm256_set1_epi32(seed);
         let c = _mm256_set1_epi32(seed.rotate_left(7));
         let mut acc = [_mm256_setzero_si256(); CHAINS];
@@ -113,7 +82,7 @@ mod x86 {
     /// # Safety
     /// AVX-VNNI, AVX2 and FMA are available.
     #[target_feature(enable = "avx2,fma,avxvnni")]
-    pub(super) unsafe fn dpbusd256_chains(iters: usize, seed: i32) -> i32 {
+    pub(crate) unsafe fn dpbusd256_chains(iters: usize, seed: i32) -> i32 {
         let a = _mm256_set1_epi32(seed);
         let b = _mm256_set1_epi32(seed.rotate_left(7));
         let mut acc = [_mm256_setzero_si256(); CHAINS];
@@ -133,7 +102,7 @@ mod x86 {
     /// # Safety
     /// AVX-512 F, BW and VNNI are available.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2")]
-    pub(super) unsafe fn dpbusd512_chains(iters: usize, seed: i32) -> i32 {
+    pub(crate) unsafe fn dpbusd512_chains(iters: usize, seed: i32) -> i32 {
         let a = _mm512_set1_epi32(seed);
         let b = _mm512_set1_epi32(seed.rotate_left(7));
         let mut acc = [_mm512_setzero_si512(); CHAINS];

@@ -2,7 +2,7 @@
 //! streamed once for up to [`GEMV_MAX_ROWS`] input rows) and matrixmultiply's GEMM beyond.
 //! Work is split over output channels (GEMV) or rows (GEMM), never over K.
 
-use super::SharedOut;
+use super::RawOut as SharedOut;
 
 /// Largest batch handled by the GEMV path (weights streamed once, input rows in groups of
 /// [`ROW_GROUP`]); larger batches go to matrixmultiply.

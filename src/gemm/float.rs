@@ -12,7 +12,7 @@
 // SIMD plumbing; that plumbing must still compile warning-free.
 #![cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
 
-use super::SharedOut;
+use super::RawOut as SharedOut;
 
 /// Output channels per panel (two 8-lane vectors).
 pub(crate) const NR: usize = 16;

@@ -1,0 +1,289 @@
+//! The int8 product driver, generic over the kernel: blocking over (channel tiles, row
+//! tiles), the kernel chain for left-over rows, the long-K path and the split over threads.
+//!
+//! Work is split over output channels (whole kernel tiles) or, when there are fewer channel
+//! tiles than threads, over rows; never over K. Every output value is therefore computed by the
+//! same instruction sequence whatever the thread count. (Which kernel of the chain computes a
+//! row depends on where the row falls in the batch, and every kernel of a chain gives the same
+//! integers, so the bits never depend on the batch either.)
+//!
+//! Rows: full tiles of the kernel's `ROWS`; the rows left over go to a tile of the kernel
+//! itself when there are more of them than its `Small` kernel's tile holds (the tile reads its
+//! last row again for the missing ones, and only real rows are written), otherwise to `Small`,
+//! recursively (`8 -> 4 -> 1` rows for the AVX-512 VNNI kernel: a 6-row call runs one 8-row
+//! tile, a 3-row call one 4-row tile, a single row the one-row kernel).
+
+use super::pack::{PackedWeights, PANEL};
+use super::{OutRegion, SharedOut};
+use crate::kernels::contract::{Int8Kernel, Width};
+
+/// Largest K for which the zero-point correction `acc - row_sum * zp` is combined in wrapping
+/// i32: the true value is at most `K * 128 * 255` in magnitude, below 2^31 up to here.
+pub(crate) const I32_COMBINE_MAX_K: usize = 65_793;
+
+/// Products per i32 run of the long-K path: within the exact run of i8 x i8 (131,071) and of
+/// u8 x i8 (65,793) lanes.
+pub(crate) const LONG_K_CHUNK: usize = 65_536;
+
+/// Weight bytes of the channel group kept in L2 while all row tiles pass over it.
+const GROUP_BYTES: usize = 192 * 1024;
+
+/// Multiply-adds per task below which a call uses fewer tasks (down to one, on the calling
+/// thread): handing a task to a spinning pool worker costs well under a microsecond, about the
+/// time of 2^16 multiply-adds (a parked worker takes longer to wake, see [`super::pool`]).
+pub(crate) const MACS_PER_TASK: usize = 1 << 16;
+
+/// Tasks for a call of `macs` multiply-adds on up to `threads` threads.
+pub(crate) fn tasks_for(macs: usize, threads: usize) -> usize {
+    threads.clamp(1, (macs / MACS_PER_TASK).max(1))
+}
+
+/// Quantized input rows in a kernel's element type: row r at `x[r * stride..]`, each padded
+/// to the packed weights' `k_padded`.
+#[derive(Clone, Copy)]
+pub(crate) struct Rows<'a, T> {
+    /// The values.
+    pub(crate) x: &'a [T],
+    /// Elements between row starts.
+    pub(crate) stride: usize,
+    /// Number of rows.
+    pub(crate) rows: usize,
+}
+
+/// What turns a tile's dots into output values: the hybrid epilogue, or the full-integer
+/// requantization.
+pub(crate) trait TileSink: Sync {
+    /// The output element.
+    type Out: Send;
+    /// Finishes the tile whose dots (i32, exact: `K <= I32_COMBINE_MAX_K`) are
+    /// `acc[r * channels + c]` for the region's rows and columns; the region starts at row
+    /// `r0`, channel `c0`; the dots include `row_sum * offset` for inputs offset by `offset`.
+    fn finish<W: Width>(
+        &self,
+        width: W,
+        acc: &[i32],
+        channels: usize,
+        r0: usize,
+        c0: usize,
+        offset: i32,
+        out: &mut OutRegion<'_, Self::Out>,
+    );
+    /// The same for exact i64 dots (long K), in portable code.
+    fn finish_long(
+        &self,
+        acc: &[i64],
+        channels: usize,
+        r0: usize,
+        c0: usize,
+        offset: i32,
+        out: &mut OutRegion<'_, Self::Out>,
+    );
+}
+
+/// Runs the product of `x` against `pk` through `sink` into `out` (`x.rows * pk.n` values)
+/// with kernel `k` on up to `threads` tasks.
+///
+/// # Panics
+/// If `pk` was not packed for `K` (its layout), or a slice is shorter than the shapes say.
+pub(crate) fn run<K: Int8Kernel, S: TileSink>(
+    k: K,
+    pk: &PackedWeights,
+    x: Rows<'_, K::Input>,
+    sink: &S,
+    out: &mut [S::Out],
+    threads: usize,
+) {
+    let tile_panels = K::CHANNELS / PANEL;
+    assert!(
+        pk.layout.k_step == K::K_STEP
+            && pk.k_padded % K::K_ALIGN == 0
+            && pk.panels % tile_panels == 0,
+        "weights packed for another kernel"
+    );
+    assert!(x.rows == 0 || (x.rows - 1) * x.stride + pk.k_padded <= x.x.len());
+    assert!(x.stride >= pk.k_padded && out.len() >= x.rows * pk.n);
+    if x.rows == 0 || pk.n == 0 {
+        return;
+    }
+    let tiles = pk.panels / tile_panels;
+    let macs = x.rows.saturating_mul(pk.n).saturating_mul(pk.k);
+    let tasks = tasks_for(macs, threads);
+    let shared = SharedOut::new(&mut out[..x.rows * pk.n], pk.n);
+    let block = |r0: usize, r1: usize, t0: usize, t1: usize| {
+        rows_pass(
+            k,
+            pk,
+            x,
+            sink,
+            &shared,
+            r0,
+            r1,
+            t0 * tile_panels,
+            t1 * tile_panels,
+        );
+    };
+    if tasks == 1 {
+        block(0, x.rows, 0, tiles);
+    } else if tiles >= tasks {
+        super::pool::run(tasks, tasks, &|t| {
+            block(0, x.rows, tiles * t / tasks, tiles * (t + 1) / tasks);
+        });
+    } else {
+        let blocks = x.rows.div_ceil(K::ROWS);
+        super::pool::run(tasks, tasks, &|t| {
+            let (b0, b1) = (blocks * t / tasks, blocks * (t + 1) / tasks);
+            block(
+                (b0 * K::ROWS).min(x.rows),
+                (b1 * K::ROWS).min(x.rows),
+                0,
+                tiles,
+            );
+        });
+    }
+}
+
+/// Rows `[r0, r1)` against panels `[p0, p1)` (a whole number of `K`'s tiles), then the
+/// left-over rows with `K::Small`.
+#[allow(clippy::too_many_arguments)]
+fn rows_pass<K: Int8Kernel, S: TileSink>(
+    k: K,
+    pk: &PackedWeights,
+    x: Rows<'_, K::Input>,
+    sink: &S,
+    shared: &SharedOut<S::Out>,
+    r0: usize,
+    r1: usize,
+    p0: usize,
+    p1: usize,
+) {
+    const {
+        assert!(K::CHANNELS % PANEL == 0 && K::CHANNELS > 0);
+        assert!(K::ROWS == 1 || <K::Small as Int8Kernel>::ROWS < K::ROWS);
+        assert!(K::CHANNELS % <K::Small as Int8Kernel>::CHANNELS == 0);
+        assert!(K::K_STEP == <K::Small as Int8Kernel>::K_STEP);
+    }
+    if r0 >= r1 {
+        return;
+    }
+    let tile_panels = K::CHANNELS / PANEL;
+    let full_end = r0 + (r1 - r0) / K::ROWS * K::ROWS;
+    let rem = r1 - full_end;
+    // More left-over rows than the small kernel's tile holds: one tile of this kernel with
+    // its last row read again; otherwise the small kernel takes them.
+    let (own_end, rest) = if rem > <K::Small as Int8Kernel>::ROWS {
+        (r1, 0)
+    } else {
+        (full_end, rem)
+    };
+    let group = (GROUP_BYTES / pk.panel_bytes().max(1))
+        .max(1)
+        .next_multiple_of(tile_panels);
+    // One buffer for every tile of the pass (zeroed once: kernels overwrite it).
+    let mut acc = AccBuf::new(K::ROWS * K::CHANNELS);
+    let mut g0 = p0;
+    while g0 < p1 {
+        let g1 = (g0 + group).min(p1);
+        let mut r = r0;
+        while r < own_end {
+            let rows = (own_end - r).min(K::ROWS);
+            let mut p = g0;
+            while p < g1 {
+                tile(k, pk, x, sink, shared, r, rows, p, &mut acc);
+                p += tile_panels;
+            }
+            r += rows;
+        }
+        g0 = g1;
+    }
+    if rest > 0 {
+        rows_pass(k.small(), pk, x, sink, shared, full_end, r1, p0, p1);
+    }
+}
+
+/// One tile: rows `[r, r + rows)`, channels from panel `p`.
+#[allow(clippy::too_many_arguments)]
+fn tile<K: Int8Kernel, S: TileSink>(
+    k: K,
+    pk: &PackedWeights,
+    x: Rows<'_, K::Input>,
+    sink: &S,
+    shared: &SharedOut<S::Out>,
+    r: usize,
+    rows: usize,
+    p: usize,
+    acc: &mut AccBuf,
+) {
+    let c0 = p * PANEL;
+    if c0 >= pk.n {
+        return; // a tile wholly in the channel padding
+    }
+    let width = (pk.n - c0).min(K::CHANNELS);
+    // SAFETY: tasks get disjoint row ranges or disjoint panel ranges (`run`), and within a task
+    // the tiles of one pass are disjoint (rows_pass walks rows and panels without overlap), so
+    // no live region overlaps this one.
+    let mut region = unsafe { shared.region(r, rows, c0, width) };
+    let xs = &x.x[r * x.stride..];
+    let w = pk.from_panel(p);
+    let panel_bytes = pk.panel_bytes();
+    let exact = pk.k_padded <= I32_COMBINE_MAX_K.min(K::EXACT_RUN);
+    if exact {
+        k.dots(xs, x.stride, rows, w, panel_bytes, pk.steps, acc);
+        sink.finish(
+            k.width(),
+            acc,
+            K::CHANNELS,
+            r,
+            c0,
+            K::INPUT_OFFSET,
+            &mut region,
+        );
+        return;
+    }
+    // Long K: exact i32 runs of LONG_K_CHUNK values, added in i64.
+    let mut long = vec![0i64; K::ROWS * K::CHANNELS];
+    let chunk_steps = (LONG_K_CHUNK / K::K_STEP).min(K::EXACT_RUN / K::K_STEP);
+    let mut s0 = 0;
+    while s0 < pk.steps {
+        let steps = (pk.steps - s0).min(chunk_steps);
+        let xk = &xs[s0 * K::K_STEP..];
+        let wk = &w[s0 * pk.step_bytes()..];
+        k.dots(xk, x.stride, rows, wk, panel_bytes, steps, acc);
+        for (l, &a) in long.iter_mut().zip(acc.iter()) {
+            *l += a as i64;
+        }
+        s0 += steps;
+    }
+    sink.finish_long(&long, K::CHANNELS, r, c0, K::INPUT_OFFSET, &mut region);
+}
+
+/// Room for the largest tile's i32 dots on the stack (32 rows x 64 channels).
+pub(crate) struct AccBuf {
+    buf: [i32; MAX_TILE],
+    len: usize,
+}
+
+/// The largest `ROWS * CHANNELS` of any kernel.
+const MAX_TILE: usize = 32 * 64;
+
+impl AccBuf {
+    pub(crate) fn new(len: usize) -> Self {
+        assert!(len <= MAX_TILE, "tile larger than AccBuf holds");
+        Self {
+            buf: [0; MAX_TILE],
+            len,
+        }
+    }
+}
+
+impl std::ops::Deref for AccBuf {
+    type Target = [i32];
+    fn deref(&self) -> &[i32] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for AccBuf {
+    fn deref_mut(&mut self) -> &mut [i32] {
+        &mut self.buf[..self.len]
+    }
+}

@@ -1,0 +1,180 @@
+//! The kernel contract: what an int8 product kernel and an f32 product kernel promise, and the
+//! vector-width tokens that the shared epilogues and quantizers run on.
+//!
+//! A kernel value can only be made by `new()`, which returns `Some` only where the CPU runs
+//! every instruction the kernel uses (rten-gemm's pattern): holding one is the proof that its
+//! methods may execute those instructions, so they are safe functions that check their slice
+//! bounds once per call. The traits are `unsafe` to implement because the rest of the crate
+//! relies on that promise.
+
+use crate::flavour::Flavour;
+use crate::quantize::inputs::RowParams;
+#[cfg(doc)]
+use crate::quantize::plan::RowPlan;
+
+/// The element type of a kernel's quantized input rows.
+pub(crate) trait InputElement:
+    Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    /// The value that pads a row past K: it must contribute nothing once the kernel's
+    /// [`Int8Kernel::INPUT_OFFSET`] correction is applied (0 for i8/i16, 128 for `q + 128`).
+    const PAD: Self;
+    /// The element for the int8 value `q` (widened, or offset by 128).
+    fn from_q(q: i32) -> Self;
+    /// The int8 value the element stands for.
+    #[cfg(test)]
+    fn to_q(self) -> i32;
+}
+
+impl InputElement for i8 {
+    const PAD: Self = 0;
+    #[inline]
+    fn from_q(q: i32) -> Self {
+        q as i8
+    }
+    #[cfg(test)]
+    fn to_q(self) -> i32 {
+        self as i32
+    }
+}
+
+impl InputElement for i16 {
+    const PAD: Self = 0;
+    #[inline]
+    fn from_q(q: i32) -> Self {
+        q as i16
+    }
+    #[cfg(test)]
+    fn to_q(self) -> i32 {
+        self as i32
+    }
+}
+
+impl InputElement for u8 {
+    const PAD: Self = 128;
+    #[inline]
+    fn from_q(q: i32) -> Self {
+        (q + 128) as u8
+    }
+    #[cfg(test)]
+    fn to_q(self) -> i32 {
+        self as i32 - 128
+    }
+}
+
+/// A proof that the CPU runs the vector code of one width, and the shared code of that width:
+/// the hybrid and the full-integer epilogues over a tile of i32 dots. One implementation per
+/// width (portable, 256-bit, 512-bit), shared by every kernel of that width.
+///
+/// # Safety
+/// A value may only exist where the CPU supports the instructions its methods use.
+pub(crate) unsafe trait Width: Copy + Send + Sync + 'static {
+    /// The hybrid epilogue of one tile (see [`crate::engine`]).
+    fn hybrid(self, t: &mut crate::engine::hybrid::HybridTile<'_, '_>);
+    /// The full-integer epilogue of one tile.
+    fn integer(self, t: &mut crate::engine::integer::IntegerTile<'_, '_>);
+}
+
+/// An int8 x int8 -> i32 product kernel on packed weights ([`crate::gemm::pack`]).
+///
+/// The kernel computes raw dot products of a tile of `ROWS` input rows against `CHANNELS`
+/// channels (`CHANNELS / 16` consecutive panels); the driver ([`crate::gemm::driver`]) walks
+/// the tiles and hands each one to an epilogue of the kernel's [`Width`]. `Small` is the
+/// kernel the driver uses for the rows left over after the full tiles: the same packed layout
+/// and input, fewer rows (a one-row kernel is its own `Small`).
+///
+/// # Safety
+/// `new` returns `Some` only where the CPU supports every instruction of `dots`, `quantize`
+/// and `width`'s methods; `dots` reads only within the slices it is given (it asserts the
+/// lengths its arguments imply) and writes only `acc[..ROWS * CHANNELS]`.
+pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
+    /// The registry name (`avx2`, `avx512vnni`, ...).
+    const NAME: &'static str;
+    /// Input rows of a tile.
+    const ROWS: usize;
+    /// Output channels of a tile: a multiple of 16.
+    const CHANNELS: usize;
+    /// K values per packed step.
+    const K_STEP: usize;
+    /// K is padded to a multiple of this (a multiple of `K_STEP`).
+    const K_ALIGN: usize;
+    /// Added to every input value (`q + 128` for the u8 kernels); the epilogue subtracts
+    /// `row_sum * INPUT_OFFSET`.
+    const INPUT_OFFSET: i32;
+    /// Longest run of K values one call of `dots` sums exactly in i32 lanes.
+    const EXACT_RUN: usize;
+    /// The input element.
+    type Input: InputElement;
+    /// The width of the shared epilogue this kernel feeds.
+    type Width: Width;
+    /// The kernel for left-over rows.
+    type Small: Int8Kernel<Input = Self::Input>;
+
+    /// The kernel, where this CPU runs it.
+    fn new() -> Option<Self>;
+    /// The kernel for left-over rows.
+    fn small(self) -> Self::Small;
+    /// The epilogue width.
+    fn width(self) -> Self::Width;
+
+    /// Quantizes a finite row in `flavour` into `out` (at least `row.len()` values), padding
+    /// `out[row.len()..]` with [`InputElement::PAD`], and returns its parameters: bit for bit
+    /// [`RowPlan::one`] of [`crate::quantize::plan::plan_row`].
+    fn quantize(
+        self,
+        flavour: Flavour,
+        asymmetric: bool,
+        row: &[f32],
+        out: &mut [Self::Input],
+    ) -> RowParams;
+
+    /// The raw dots of a tile: for `r < rows` (`1 <= rows <= ROWS`) and `c < CHANNELS`,
+    /// `acc[r * CHANNELS + c] = sum_{s < steps} sum_{g < K_STEP} x[r][s * K_STEP + g] *
+    /// w[c][s * K_STEP + g]` in wrapping i32, where row r starts at `x[r * x_stride]` and
+    /// channel c's panel at `w[(c / 16) * panel_stride]`. Rows at and past `rows` of `acc`
+    /// hold unspecified values.
+    #[allow(clippy::too_many_arguments)]
+    fn dots(
+        self,
+        x: &[Self::Input],
+        x_stride: usize,
+        rows: usize,
+        w: &[i8],
+        panel_stride: usize,
+        steps: usize,
+        acc: &mut [i32],
+    );
+
+    /// The one-core peak of the kernel's core instruction in GOP/s (see `Kernel::peak_gops`),
+    /// or `None` for the portable reference.
+    fn peak_gops(self) -> Option<f64>;
+}
+
+/// An f32 product kernel for the float layer, on panels of 16 channels (`K x 16`, K-major).
+///
+/// Every output is one in-order chain of fused multiply-adds over K from `+0.0`, so every f32
+/// kernel gives the bits of the scalar twin (`f32::mul_add`) whatever its tile.
+///
+/// # Safety
+/// As [`Int8Kernel`]: `new` returns `Some` only where the CPU runs the kernel, and `tile`
+/// reads and writes only within its slices.
+pub(crate) unsafe trait F32Kernel: Copy + Send + Sync + 'static {
+    /// The registry name.
+    const NAME: &'static str;
+    /// Rows of a tile.
+    const ROWS: usize;
+    /// The kernel, where this CPU runs it.
+    fn new() -> Option<Self>;
+    /// `out[r * out_stride + c] = chain_p fma(x[p * rows + r], panel[p * 16 + c], acc)` for
+    /// `r < rows <= ROWS`, `c < width <= 16`, with the `rows` input rows interleaved p-major.
+    fn tile(
+        self,
+        x: &[f32],
+        rows: usize,
+        k: usize,
+        panel: &[f32],
+        out: &mut [f32],
+        out_stride: usize,
+        width: usize,
+    );
+}
