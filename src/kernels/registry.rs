@@ -83,6 +83,11 @@ macro_rules! registry {
 }
 
 registry! {
+    /// x86-64 AMX (`amx`, Sapphire Rapids and later): `tdpbusd` on 16 x 16 tiles of i32,
+    /// 32 x 32 tiles of output; calls and left-over rows of 8 rows or fewer run the
+    /// `avx512vnni` kernels on the same packed weights.
+    #[cfg(target_arch = "x86_64")]
+    Amx => super::x86::amx::Amx, experimental: false;
     /// x86-64 AVX-512 VNNI (`avx512vnni`): `vpdpbusd` on inputs offset by +128 (u8) against
     /// signed weights, corrected by `128 * row_sum`; 8 x 32 register tiles (16 accumulator
     /// chains), then 4 x 32, then a one-row kernel with two weight streams.
