@@ -300,19 +300,3 @@ pub(crate) fn plan_row(flavour: Flavour, asymmetric: bool, row: &[f32]) -> RowPl
     let (mn, mx) = min_max(row);
     plan(flavour, asymmetric, row.len(), mn, mx)
 }
-
-/// Scalar quantization of a finite row into i16 values (the SIMD kernels' input layout):
-/// `out` holds `row.len()` values, rounded up to even; the padding is 0.
-pub(crate) fn quantize_row_i16(
-    flavour: Flavour,
-    asymmetric: bool,
-    row: &[f32],
-    out: &mut [i16],
-) -> RowParams {
-    let p = plan_row(flavour, asymmetric, row);
-    for (i, (o, &x)) in out.iter_mut().zip(row).enumerate() {
-        *o = p.one(i, x) as i16;
-    }
-    out[row.len()..].fill(0);
-    p.params
-}

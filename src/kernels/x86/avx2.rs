@@ -182,6 +182,8 @@ unsafe impl Int8Kernel for Avx2Row {
 unsafe fn tile4(x: [*const i16; 4], w: *const i8, steps: usize, acc: &mut [i32]) {
     let mut a = [[_mm256_setzero_si256(); 2]; 4];
     for p in 0..steps {
+        // A prefetch never faults; one per cache line (two K pairs).
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(p * PAIR_BYTES + PREFETCH).cast());
         // SAFETY: p < steps: bytes [32p, 32p + 32) of the panel (contract).
         let (w0, w1) = unsafe {
             let wp = w.add(p * PAIR_BYTES);

@@ -210,6 +210,10 @@ unsafe fn tile<const R: usize, const P: usize>(
 ) {
     let mut a = [[_mm512_setzero_si512(); P]; R];
     for q in 0..steps {
+        for wp in &w {
+            // A prefetch never faults; one line (one quad) per panel.
+            _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(q * QUAD_BYTES + PREFETCH).cast());
+        }
         // SAFETY: q < steps: bytes [64q, 64q + 64) of every panel (contract).
         let wv: [__m512i; P] =
             std::array::from_fn(|p| unsafe { _mm512_loadu_si512(w[p].add(q * QUAD_BYTES).cast()) });

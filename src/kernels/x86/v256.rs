@@ -45,16 +45,7 @@ impl V256 {
         // differ per build (see `crate::quantize::plan`).
         let chunks = if p.vector_safe { row.len() / 8 } else { 0 };
         // SAFETY: AVX2 and FMA are available (`self`); chunks * 8 <= row.len() <= out.len().
-        unsafe {
-            match p.rounding {
-                Rounding::X86 => chunks8(row, out, chunks, &p, |y, z, f| round_x86(y, z, f)),
-                Rounding::Away => chunks8(row, out, chunks, &p, |y, z, f| round_away(y, z, f)),
-                Rounding::PortableZpFirst => {
-                    chunks8(row, out, chunks, &p, |y, z, f| round_portable(y, z, f))
-                }
-                Rounding::TiesEven => chunks8(row, out, chunks, &p, |y, z, f| round_even(y, z, f)),
-            }
-        }
+        unsafe { chunks8(row, out, chunks, &p) };
         for i in chunks * 8..row.len() {
             out[i] = T::from_q(p.one(i, row[i]));
         }
@@ -70,6 +61,19 @@ pub(crate) trait Store8: InputElement {
     /// # Safety
     /// AVX2 is available and `dst` is valid for writing 8 elements.
     unsafe fn store8(q: __m256i, dst: *mut Self);
+
+    /// Stores the 32 lanes of `q[0..4]` at `dst[..32]`.
+    ///
+    /// # Safety
+    /// AVX2 is available and `dst` is valid for writing 32 elements.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store32(q: [__m256i; 4], dst: *mut Self) {
+        for (j, &v) in q.iter().enumerate() {
+            // SAFETY: 8 elements at dst + 8j, within the 32 of the caller's contract.
+            unsafe { Self::store8(v, dst.add(8 * j)) };
+        }
+    }
 }
 
 impl Store8 for i16 {
@@ -94,20 +98,49 @@ impl Store8 for u8 {
         // SAFETY: 8 bytes at dst (the caller's contract).
         unsafe { _mm_storel_epi64(dst.cast(), b) };
     }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store32(q: [__m256i; 4], dst: *mut u8) {
+        // The packs interleave 128-bit lanes: (q0, q1) -> [q0.lo q1.lo q0.hi q1.hi] as i16,
+        // then with (q2, q3) -> bytes [q0.lo q1.lo q2.lo q3.lo q0.hi q1.hi q2.hi q3.hi] in
+        // groups of 4; the dword permutation restores the order. Both packs are exact for
+        // values in [-128, 127]; the bias flips the sign bit: (q + 128) as u8 = q as u8 ^ 0x80.
+        let w01 = _mm256_packs_epi32(q[0], q[1]);
+        let w23 = _mm256_packs_epi32(q[2], q[3]);
+        let b = _mm256_packs_epi16(w01, w23);
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        let b = _mm256_permutevar8x32_epi32(b, order);
+        let u = _mm256_xor_si256(b, _mm256_set1_epi8(i8::MIN));
+        // SAFETY: 32 bytes at dst (the caller's contract).
+        unsafe { _mm256_storeu_si256(dst.cast(), u) };
+    }
 }
 
-/// `(min(0, min row), max(0, max row))`, vectorised (order-free for finite values).
+/// `(min(0, min row), max(0, max row))`, vectorised (order-free for finite values), with four
+/// independent min / max chains so that the loop is not bound by their latency.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn min_max(row: &[f32]) -> (f32, f32) {
-    let mut lo = _mm256_setzero_ps();
-    let mut hi = _mm256_setzero_ps();
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        // SAFETY: `c` holds exactly 8 f32; loadu has no alignment requirement.
-        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-        lo = _mm256_min_ps(lo, v);
-        hi = _mm256_max_ps(hi, v);
+    let mut lo = [_mm256_setzero_ps(); 4];
+    let mut hi = [_mm256_setzero_ps(); 4];
+    let mut blocks = row.chunks_exact(32);
+    for c in &mut blocks {
+        for j in 0..4 {
+            // SAFETY: `c` holds exactly 32 f32; loadu has no alignment requirement.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * j)) };
+            lo[j] = _mm256_min_ps(lo[j], v);
+            hi[j] = _mm256_max_ps(hi[j], v);
+        }
     }
+    let mut chunks = blocks.remainder().chunks_exact(8);
+    for c in &mut chunks {
+        // SAFETY: `c` holds exactly 8 f32.
+        let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+        lo[0] = _mm256_min_ps(lo[0], v);
+        hi[0] = _mm256_max_ps(hi[0], v);
+    }
+    let lo = _mm256_min_ps(_mm256_min_ps(lo[0], lo[1]), _mm256_min_ps(lo[2], lo[3]));
+    let hi = _mm256_max_ps(_mm256_max_ps(hi[0], hi[1]), _mm256_max_ps(hi[2], hi[3]));
     let mut l = [0.0f32; 8];
     let mut h = [0.0f32; 8];
     // SAFETY: both arrays hold 8 f32.
@@ -172,20 +205,14 @@ fn round_even(y: __m256, zp: __m256i, _zpf: __m256) -> __m256i {
     _mm256_add_epi32(_mm256_cvttps_epi32(r), zp)
 }
 
-/// Quantizes `chunks` chunks of 8 with the given vector rounding, clamps to the plan's
-/// bounds and stores them as `T`.
+/// Quantizes `chunks` chunks of 8 with the plan's vector rounding, clamps to the plan's
+/// bounds and stores them as `T`. (One loop per rounding, so that every rounding function is
+/// inlined: they share this function's target features.)
 ///
 /// # Safety
 /// AVX2 and FMA are available; `8 * chunks <= row.len() <= out.len()`.
-#[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn chunks8<T: Store8>(
-    row: &[f32],
-    out: &mut [T],
-    chunks: usize,
-    p: &RowPlan,
-    round: impl Fn(__m256, __m256i, __m256) -> __m256i,
-) {
+unsafe fn chunks8<T: Store8>(row: &[f32], out: &mut [T], chunks: usize, p: &RowPlan) {
     debug_assert!(8 * chunks <= row.len() && row.len() <= out.len());
     let mult = _mm256_set1_ps(p.mult);
     let zp = _mm256_set1_epi32(p.zp);
@@ -193,13 +220,37 @@ unsafe fn chunks8<T: Store8>(
     let lo = _mm256_set1_epi32(p.lo);
     let hi = _mm256_set1_epi32(p.hi);
     let (src, dst) = (row.as_ptr(), out.as_mut_ptr());
-    for c in 0..chunks {
-        // SAFETY: c < chunks, so 8c + 8 <= row.len() (the contract).
-        let x = unsafe { _mm256_loadu_ps(src.add(8 * c)) };
-        let q = round(_mm256_mul_ps(x, mult), zp, zpf);
-        let q = _mm256_max_epi32(_mm256_min_epi32(q, hi), lo);
-        // SAFETY: 8c + 8 <= out.len() (the contract); AVX2 is available.
-        unsafe { T::store8(q, dst.add(8 * c)) };
+    macro_rules! each_chunk {
+        ($round:ident) => {{
+            for c4 in 0..chunks / 4 {
+                // SAFETY: 4 * c4 + 4 <= chunks, so the 32 values lie within the contract's
+                // bounds.
+                unsafe {
+                    let mut q = [_mm256_setzero_si256(); 4];
+                    for (j, qj) in q.iter_mut().enumerate() {
+                        let x = _mm256_loadu_ps(src.add(32 * c4 + 8 * j));
+                        let v = $round(_mm256_mul_ps(x, mult), zp, zpf);
+                        *qj = _mm256_max_epi32(_mm256_min_epi32(v, hi), lo);
+                    }
+                    T::store32(q, dst.add(32 * c4));
+                }
+            }
+            for c in chunks / 4 * 4..chunks {
+                // SAFETY: c < chunks, so 8c + 8 <= row.len() <= out.len() (the contract).
+                unsafe {
+                    let x = _mm256_loadu_ps(src.add(8 * c));
+                    let q = $round(_mm256_mul_ps(x, mult), zp, zpf);
+                    let q = _mm256_max_epi32(_mm256_min_epi32(q, hi), lo);
+                    T::store8(q, dst.add(8 * c));
+                }
+            }
+        }};
+    }
+    match p.rounding {
+        Rounding::X86 => each_chunk!(round_x86),
+        Rounding::Away => each_chunk!(round_away),
+        Rounding::PortableZpFirst => each_chunk!(round_portable),
+        Rounding::TiesEven => each_chunk!(round_even),
     }
 }
 
@@ -231,73 +282,142 @@ unsafe impl Width for V256 {
     }
 }
 
-/// The hybrid epilogue of a tile, 8 channels per vector; the same four operation orders,
-/// flushes, clamps and NaN rules as `EpilogueSpec::value`.
+/// The hybrid epilogue of a tile, 8 channels per vector: the four operation orders, flushes,
+/// clamps and NaN rules of `EpilogueSpec::value`, instantiated per combination of them (as the
+/// 512-bit epilogue) so that the per-vector code has no branches.
 ///
 /// # Safety
 /// AVX2 and FMA are available; the tile's slices hold what `Width::hybrid` asserted.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn hybrid256(t: &mut HybridTile<'_, '_>) {
+    let e = t.spec;
+    macro_rules! by_flags {
+        ($kind:expr) => {
+            match (e.flush, e.clamps(), e.arm_nan) {
+                (false, false, false) => tile256::<{ $kind }, false, false, false>(t),
+                (false, false, true) => tile256::<{ $kind }, false, false, true>(t),
+                (false, true, false) => tile256::<{ $kind }, false, true, false>(t),
+                (false, true, true) => tile256::<{ $kind }, false, true, true>(t),
+                (true, false, false) => tile256::<{ $kind }, true, false, false>(t),
+                (true, false, true) => tile256::<{ $kind }, true, false, true>(t),
+                (true, true, false) => tile256::<{ $kind }, true, true, false>(t),
+                (true, true, true) => tile256::<{ $kind }, true, true, true>(t),
+            }
+        };
+    }
+    // SAFETY: as this function's.
+    unsafe {
+        match e.kind {
+            EpilogueKind::TfliteTwoRoundings => by_flags!(TWO_ROUNDINGS),
+            EpilogueKind::TfliteFused => by_flags!(FUSED),
+            EpilogueKind::XnnpackFused => by_flags!(XNNPACK_FUSED),
+            EpilogueKind::KleidiTwoRoundings => by_flags!(KLEIDI),
+        }
+    }
+}
+
+/// [`EpilogueKind`] as a const parameter.
+pub(crate) const TWO_ROUNDINGS: u8 = 0;
+/// See [`TWO_ROUNDINGS`].
+pub(crate) const FUSED: u8 = 1;
+/// See [`TWO_ROUNDINGS`].
+pub(crate) const XNNPACK_FUSED: u8 = 2;
+/// See [`TWO_ROUNDINGS`].
+pub(crate) const KLEIDI: u8 = 3;
+
+/// Most 8-channel vectors in a tile (64 channels).
+const MAX_VECTORS: usize = 8;
+
+/// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The
+/// channel constants (flushed scales and biases, `row_sum * offset`) are made once per tile;
+/// the zero-point product `row_sum * zp` only for rows with a zero point: in wrapping i32,
+/// `acc - row_sum * (zp + offset) = acc - row_sum * offset - row_sum * zp`.
+///
+/// # Safety
+/// As [`hybrid256`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile256<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const ARM: bool>(
+    t: &mut HybridTile<'_, '_>,
+) {
     let (ch, e) = (t.channels, t.spec);
+    let width = t.out.width();
+    let vectors = width.div_ceil(8).min(ch / 8);
+    assert!(vectors <= MAX_VECTORS);
+    let full = width / 8;
     let (lo, hi) = e.act.bounds();
     let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
-    let clamps = e.clamps();
-    let width = t.out.width();
+    let propagate = e.nan == NanRule::Propagate;
+    let (zero_i, zero_f) = (_mm256_setzero_si256(), _mm256_setzero_ps());
+    let (mut rs, mut rs_off) = ([zero_i; MAX_VECTORS], [zero_i; MAX_VECTORS]);
+    let (mut ws, mut bias) = ([zero_f; MAX_VECTORS], [zero_f; MAX_VECTORS]);
+    let offset = _mm256_set1_epi32(t.offset);
+    for h in 0..vectors {
+        // SAFETY: 8 * h + 8 <= ch, within the channel slices (asserted by the caller).
+        unsafe {
+            rs[h] = _mm256_loadu_si256(t.row_sums.as_ptr().add(8 * h).cast());
+            ws[h] = _mm256_loadu_ps(t.scales.as_ptr().add(8 * h));
+            bias[h] = _mm256_loadu_ps(t.init.as_ptr().add(8 * h));
+        }
+        // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
+        if FLUSH {
+            ws[h] = flush_subnormal_ps(ws[h]);
+            bias[h] = flush_subnormal_ps(bias[h]);
+        }
+        rs_off[h] = _mm256_mullo_epi32(rs[h], offset);
+    }
     for r in 0..t.out.rows() {
         let p = t.params[r];
-        let zp = _mm256_set1_epi32(p.zero_point.wrapping_add(t.offset));
-        let sf = _mm256_set1_ps(p.scale);
-        let mut y = [0.0f32; 64];
-        for h in 0..ch / 8 {
-            // SAFETY: h * 8 + 8 <= ch, within acc's row and the channel slices (asserted).
-            let (a, rs, ws, bias) = unsafe {
-                (
-                    _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + h * 8).cast()),
-                    _mm256_loadu_si256(t.row_sums.as_ptr().add(h * 8).cast()),
-                    _mm256_loadu_ps(t.scales.as_ptr().add(h * 8)),
-                    _mm256_loadu_ps(t.init.as_ptr().add(h * 8)),
-                )
-            };
-            // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
-            let (ws, bias) = if e.flush {
-                (flush_subnormal_ps(ws), flush_subnormal_ps(bias))
-            } else {
-                (ws, bias)
-            };
-            let accf = _mm256_cvtepi32_ps(_mm256_sub_epi32(a, _mm256_mullo_epi32(rs, zp)));
+        let (zp, sf) = (_mm256_set1_epi32(p.zero_point), _mm256_set1_ps(p.scale));
+        let asymmetric = p.zero_point != 0;
+        let row = t.out.row(r);
+        for h in 0..vectors {
+            // SAFETY: 8 * h + 8 <= ch, within acc's row (asserted by the caller).
+            let a = unsafe { _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + 8 * h).cast()) };
+            let mut d = _mm256_sub_epi32(a, rs_off[h]);
+            if asymmetric {
+                d = _mm256_sub_epi32(d, _mm256_mullo_epi32(rs[h], zp));
+            }
+            let accf = _mm256_cvtepi32_ps(d);
             // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
-            let mut v = match e.kind {
-                EpilogueKind::TfliteTwoRoundings => {
-                    _mm256_add_ps(bias, _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws)))
+            let mut v = match KIND {
+                TWO_ROUNDINGS => {
+                    _mm256_add_ps(bias[h], _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws[h])))
                 }
-                EpilogueKind::TfliteFused => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws), bias),
-                EpilogueKind::XnnpackFused => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws, bias),
-                EpilogueKind::KleidiTwoRoundings => {
-                    let s = flush_subnormal_ps(_mm256_mul_ps(ws, sf));
-                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias)
+                FUSED => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws[h]), bias[h]),
+                XNNPACK_FUSED => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h]),
+                _ => {
+                    let s = flush_subnormal_ps(_mm256_mul_ps(ws[h], sf));
+                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias[h])
                 }
             };
-            if e.flush {
+            if FLUSH {
                 v = flush_subnormal_ps(v);
             }
-            if clamps {
+            if CLAMP {
                 // std::max(lo, std::min(v, hi)): min_ps(hi, v) = hi < v ? hi : v keeps a NaN;
                 // max_ps(v, lo) = v > lo ? v : lo turns it into lo (x86 XNNPACK's order too).
                 let clamped = _mm256_max_ps(_mm256_min_ps(hi, v), lo);
-                v = if e.nan == NanRule::Propagate {
+                v = if propagate {
                     // ARM's fmax / fmin keep the NaN.
                     _mm256_blendv_ps(clamped, v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
                 } else {
                     clamped
                 };
             }
-            if e.arm_nan {
+            if ARM {
                 let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
                 v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), nan);
             }
-            // SAFETY: h * 8 + 8 <= ch <= 64.
-            unsafe { _mm256_storeu_ps(y.as_mut_ptr().add(h * 8), v) };
+            if h < full {
+                // SAFETY: 8 * h + 8 <= width, the row's length.
+                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * h), v) };
+            } else {
+                let mut y = [0.0f32; 8];
+                // SAFETY: y holds 8 f32.
+                unsafe { _mm256_storeu_ps(y.as_mut_ptr(), v) };
+                row[8 * h..].copy_from_slice(&y[..width - 8 * h]);
+            }
         }
-        t.out.row(r).copy_from_slice(&y[..width]);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::arch::x86_64::*;
 
-use super::v256::V256;
+use super::v256::{FUSED, KLEIDI, TWO_ROUNDINGS, V256, XNNPACK_FUSED};
 use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
 use crate::flavour::{EpilogueKind, NanRule};
@@ -62,78 +62,129 @@ unsafe impl Width for V512 {
 }
 
 /// The hybrid epilogue of a tile, 16 channels per vector: the operation orders, flushes,
-/// clamps and NaN rules of `EpilogueSpec::value`.
+/// clamps and NaN rules of `EpilogueSpec::value`, instantiated per combination of them so
+/// that the per-vector code has no branches.
 ///
 /// # Safety
 /// AVX-512 F; the tile's slices hold what `Width::hybrid` asserted.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
 unsafe fn hybrid512(t: &mut HybridTile<'_, '_>) {
+    let e = t.spec;
+    macro_rules! by_flags {
+        ($kind:expr) => {
+            match (e.flush, e.clamps(), e.arm_nan) {
+                (false, false, false) => tile512::<{ $kind }, false, false, false>(t),
+                (false, false, true) => tile512::<{ $kind }, false, false, true>(t),
+                (false, true, false) => tile512::<{ $kind }, false, true, false>(t),
+                (false, true, true) => tile512::<{ $kind }, false, true, true>(t),
+                (true, false, false) => tile512::<{ $kind }, true, false, false>(t),
+                (true, false, true) => tile512::<{ $kind }, true, false, true>(t),
+                (true, true, false) => tile512::<{ $kind }, true, true, false>(t),
+                (true, true, true) => tile512::<{ $kind }, true, true, true>(t),
+            }
+        };
+    }
+    // SAFETY: as this function's.
+    unsafe {
+        match e.kind {
+            EpilogueKind::TfliteTwoRoundings => by_flags!(TWO_ROUNDINGS),
+            EpilogueKind::TfliteFused => by_flags!(FUSED),
+            EpilogueKind::XnnpackFused => by_flags!(XNNPACK_FUSED),
+            EpilogueKind::KleidiTwoRoundings => by_flags!(KLEIDI),
+        }
+    }
+}
+
+/// Most 16-channel vectors in a tile (64 channels).
+const MAX_VECTORS: usize = 4;
+
+/// [`hybrid512`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The
+/// channel constants (flushed scales and biases, `row_sum * offset`) are made once per tile;
+/// the zero-point product `row_sum * zp` only for rows with a zero point: in wrapping i32,
+/// `acc - row_sum * (zp + offset) = acc - row_sum * offset - row_sum * zp`.
+///
+/// # Safety
+/// As [`hybrid512`].
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn tile512<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const ARM: bool>(
+    t: &mut HybridTile<'_, '_>,
+) {
     let (ch, e) = (t.channels, t.spec);
+    let width = t.out.width();
+    let vectors = width.div_ceil(16).min(ch / 16);
+    assert!(vectors <= MAX_VECTORS);
     let (lo, hi) = e.act.bounds();
     let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
-    let clamps = e.clamps();
-    let width = t.out.width();
+    let propagate = e.nan == NanRule::Propagate;
+    let zero_i = _mm512_setzero_si512();
+    let zero_f = _mm512_setzero_ps();
+    let (mut rs, mut rs_off) = ([zero_i; MAX_VECTORS], [zero_i; MAX_VECTORS]);
+    let (mut ws, mut bias) = ([zero_f; MAX_VECTORS], [zero_f; MAX_VECTORS]);
+    let mut masks = [0xffff_u16; MAX_VECTORS];
+    let offset = _mm512_set1_epi32(t.offset);
+    for h in 0..vectors {
+        // SAFETY: 16 * h + 16 <= ch, within the channel slices (asserted by the caller).
+        unsafe {
+            rs[h] = _mm512_loadu_si512(t.row_sums.as_ptr().add(16 * h).cast());
+            ws[h] = _mm512_loadu_ps(t.scales.as_ptr().add(16 * h));
+            bias[h] = _mm512_loadu_ps(t.init.as_ptr().add(16 * h));
+        }
+        // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
+        if FLUSH {
+            ws[h] = flush_subnormal_ps(ws[h]);
+            bias[h] = flush_subnormal_ps(bias[h]);
+        }
+        rs_off[h] = _mm512_mullo_epi32(rs[h], offset);
+        let lanes = (width - 16 * h).min(16);
+        if lanes < 16 {
+            masks[h] = (1u16 << lanes) - 1;
+        }
+    }
     for r in 0..t.out.rows() {
         let p = t.params[r];
-        let zp = _mm512_set1_epi32(p.zero_point.wrapping_add(t.offset));
-        let sf = _mm512_set1_ps(p.scale);
+        let (zp, sf) = (_mm512_set1_epi32(p.zero_point), _mm512_set1_ps(p.scale));
+        let asymmetric = p.zero_point != 0;
         let row = t.out.row(r).as_mut_ptr();
-        for h in 0..ch / 16 {
-            let c0 = h * 16;
-            if c0 >= width {
-                break;
+        for h in 0..vectors {
+            // SAFETY: 16 * h + 16 <= ch, within acc's row (asserted by the caller).
+            let a = unsafe { _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + 16 * h).cast()) };
+            let mut d = _mm512_sub_epi32(a, rs_off[h]);
+            if asymmetric {
+                d = _mm512_sub_epi32(d, _mm512_mullo_epi32(rs[h], zp));
             }
-            // SAFETY: c0 + 16 <= ch, within acc's row and the channel slices (asserted).
-            let (a, rs, ws, bias) = unsafe {
-                (
-                    _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + c0).cast()),
-                    _mm512_loadu_si512(t.row_sums.as_ptr().add(c0).cast()),
-                    _mm512_loadu_ps(t.scales.as_ptr().add(c0)),
-                    _mm512_loadu_ps(t.init.as_ptr().add(c0)),
-                )
-            };
-            let (ws, bias) = if e.flush {
-                (flush_subnormal_ps(ws), flush_subnormal_ps(bias))
-            } else {
-                (ws, bias)
-            };
-            let accf = _mm512_cvtepi32_ps(_mm512_sub_epi32(a, _mm512_mullo_epi32(rs, zp)));
-            let mut v = match e.kind {
-                EpilogueKind::TfliteTwoRoundings => {
-                    _mm512_add_ps(bias, _mm512_mul_ps(accf, _mm512_mul_ps(sf, ws)))
+            let accf = _mm512_cvtepi32_ps(d);
+            // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
+            let mut v = match KIND {
+                TWO_ROUNDINGS => {
+                    _mm512_add_ps(bias[h], _mm512_mul_ps(accf, _mm512_mul_ps(sf, ws[h])))
                 }
-                EpilogueKind::TfliteFused => _mm512_fmadd_ps(accf, _mm512_mul_ps(sf, ws), bias),
-                EpilogueKind::XnnpackFused => _mm512_fmadd_ps(_mm512_mul_ps(accf, sf), ws, bias),
-                EpilogueKind::KleidiTwoRoundings => {
-                    let s = flush_subnormal_ps(_mm512_mul_ps(ws, sf));
-                    _mm512_add_ps(_mm512_mul_ps(accf, s), bias)
+                FUSED => _mm512_fmadd_ps(accf, _mm512_mul_ps(sf, ws[h]), bias[h]),
+                XNNPACK_FUSED => _mm512_fmadd_ps(_mm512_mul_ps(accf, sf), ws[h], bias[h]),
+                _ => {
+                    let s = flush_subnormal_ps(_mm512_mul_ps(ws[h], sf));
+                    _mm512_add_ps(_mm512_mul_ps(accf, s), bias[h])
                 }
             };
-            if e.flush {
+            if FLUSH {
                 v = flush_subnormal_ps(v);
             }
-            if clamps {
+            if CLAMP {
                 // As the 256-bit epilogue: min(hi, v) keeps a NaN, max(., lo) makes it lo.
                 let clamped = _mm512_max_ps(_mm512_min_ps(hi, v), lo);
-                v = if e.nan == NanRule::Propagate {
+                v = if propagate {
                     let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                     _mm512_mask_blend_ps(nan, clamped, v)
                 } else {
                     clamped
                 };
             }
-            if e.arm_nan {
+            if ARM {
                 let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 v = _mm512_mask_blend_ps(nan, v, _mm512_set1_ps(f32::NAN));
             }
-            let lanes = (width - c0).min(16);
-            let mask: __mmask16 = if lanes == 16 {
-                0xffff
-            } else {
-                (1u16 << lanes) - 1
-            };
-            // SAFETY: the row holds `width` values; lanes past `width - c0` are masked off.
-            unsafe { _mm512_mask_storeu_ps(row.add(c0), mask, v) };
+            // SAFETY: the row holds `width` values; lanes past `width - 16 * h` are masked off.
+            unsafe { _mm512_mask_storeu_ps(row.add(16 * h), masks[h], v) };
         }
     }
 }
