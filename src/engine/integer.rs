@@ -6,10 +6,13 @@ use std::fmt;
 use crate::gemm::driver::{self, Rows, TileSink};
 use crate::gemm::pack::{elements, elements_mut, PackedWeights};
 use crate::gemm::OutRegion;
+use crate::integer::TensorQuant;
 use crate::kernels::contract::{InputElement, Int8Kernel, Width};
 use crate::kernels::Kernel;
 use crate::layer::scratch::Scratch;
-use crate::toolkit::fixed_point::{multiply_by_quantized_multiplier, Rounding};
+use crate::toolkit::fixed_point::{
+    multiply_by_quantized_multiplier, Rounding, MAX_SHIFT, MIN_SHIFT,
+};
 
 /// What the engine needs of an `IntegerLinear`: weights, their row sums, the i32 bias, the
 /// per-channel fixed-point multipliers, the zero points, the rounding and the output range.
@@ -54,6 +57,10 @@ pub(crate) trait IntegerProduct: Send + Sync {
         scratch: &mut Scratch,
         threads: usize,
     );
+    /// [`TensorQuant::quantize`] of every input value, in the kernel's vector width.
+    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]);
+    /// [`TensorQuant::dequantize`] of every output code, in the kernel's vector width.
+    fn dequantize_output(&self, q: TensorQuant, x: &[i8], out: &mut [f32]);
 }
 
 impl fmt::Debug for dyn IntegerProduct {
@@ -75,16 +82,17 @@ pub(crate) struct IntegerEngine<K: Int8Kernel> {
 /// Per-channel constants, zero padded to the packed weights' channels.
 #[derive(Clone, Debug)]
 struct ChannelConsts {
-    row_sums: Vec<i32>,
-    bias: Vec<i32>,
+    /// `bias - (input_zero_point + offset) * row_sum` in wrapping i32: with the kernel's dots
+    /// (which include `offset * row_sum`), `acc + fold = dot - zp * row_sum + bias`.
+    fold: Vec<i32>,
     m0: Vec<i32>,
+    /// Shifts clamped to `MIN_SHIFT..=MAX_SHIFT` (what the multiply does with any other).
     shift: Vec<i32>,
 }
 
 /// The per-layer scalars of the epilogue.
 #[derive(Clone, Copy, Debug)]
 struct Scalars {
-    input_zero_point: i32,
     output_zero_point: i32,
     act_min: i32,
     act_max: i32,
@@ -103,23 +111,23 @@ impl<K: Int8Kernel> IntegerEngine<K> {
             None,
         );
         let padded = packed.panels * crate::gemm::pack::PANEL;
-        let pad = |v: &[i32]| {
-            let mut out = vec![0i32; padded];
-            out[..v.len()].copy_from_slice(v);
-            out
+        let zp = p.input_zero_point.wrapping_add(K::INPUT_OFFSET);
+        let mut consts = ChannelConsts {
+            fold: vec![0; padded],
+            m0: vec![0; padded],
+            shift: vec![0; padded],
         };
+        for c in 0..p.n {
+            consts.fold[c] = p.bias[c].wrapping_sub(zp.wrapping_mul(p.row_sums[c]));
+            consts.m0[c] = p.m0[c];
+            consts.shift[c] = p.shift[c].clamp(MIN_SHIFT, MAX_SHIFT);
+        }
         Self {
             kernel,
             id,
-            consts: ChannelConsts {
-                row_sums: pad(&p.row_sums),
-                bias: pad(&p.bias),
-                m0: pad(&p.m0),
-                shift: pad(&p.shift),
-            },
+            consts,
             packed,
             params: Scalars {
-                input_zero_point: p.input_zero_point,
                 output_zero_point: p.output_zero_point,
                 act_min: p.act_min,
                 act_max: p.act_max,
@@ -131,6 +139,14 @@ impl<K: Int8Kernel> IntegerEngine<K> {
 impl<K: Int8Kernel> IntegerProduct for IntegerEngine<K> {
     fn kernel(&self) -> Kernel {
         self.id
+    }
+
+    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+        self.kernel.width().quantize_int8(q, x, out);
+    }
+
+    fn dequantize_output(&self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
+        self.kernel.width().dequantize_int8(q, x, out);
     }
 
     fn run(
@@ -176,6 +192,32 @@ struct IntegerSink<'a> {
     rounding: Rounding,
 }
 
+impl IntegerSink<'_> {
+    /// The tile of channels `[c0, c0 + channels)` over `acc`.
+    fn tile<'a, 'o>(
+        &'a self,
+        acc: &'a [i32],
+        channels: usize,
+        c0: usize,
+        out: &'a mut OutRegion<'o, i8>,
+    ) -> IntegerTile<'a, 'o> {
+        let (c, s) = (self.consts, self.params);
+        let range = c0..c0 + channels;
+        IntegerTile {
+            acc,
+            channels,
+            fold: &c.fold[range.clone()],
+            m0: &c.m0[range.clone()],
+            shift: &c.shift[range],
+            output_zero_point: s.output_zero_point,
+            rounding: self.rounding,
+            act_min: s.act_min,
+            act_max: s.act_max,
+            out,
+        }
+    }
+}
+
 impl TileSink for IntegerSink<'_> {
     type Out = i8;
 
@@ -186,27 +228,10 @@ impl TileSink for IntegerSink<'_> {
         channels: usize,
         _r0: usize,
         c0: usize,
-        offset: i32,
+        _offset: i32,
         out: &mut OutRegion<'_, i8>,
     ) {
-        let c = self.consts;
-        let s = self.params;
-        let range = c0..c0 + channels;
-        let mut t = IntegerTile {
-            acc,
-            channels,
-            row_sums: &c.row_sums[range.clone()],
-            bias: &c.bias[range.clone()],
-            m0: &c.m0[range.clone()],
-            shift: &c.shift[range],
-            zero_point: s.input_zero_point.wrapping_add(offset),
-            output_zero_point: s.output_zero_point,
-            rounding: self.rounding,
-            act_min: s.act_min,
-            act_max: s.act_max,
-            out,
-        };
-        width.integer(&mut t);
+        width.integer(&mut self.tile(acc, channels, c0, out));
     }
 
     fn finish_long(
@@ -215,29 +240,12 @@ impl TileSink for IntegerSink<'_> {
         channels: usize,
         _r0: usize,
         c0: usize,
-        offset: i32,
+        _offset: i32,
         out: &mut OutRegion<'_, i8>,
     ) {
         // TFLite's i32 accumulator wraps: the exact i64 dot, truncated, is what it holds.
         let wrapped: Vec<i32> = acc.iter().map(|&v| v as i32).collect();
-        let c = self.consts;
-        let s = self.params;
-        let range = c0..c0 + channels;
-        IntegerTile {
-            acc: &wrapped,
-            channels,
-            row_sums: &c.row_sums[range.clone()],
-            bias: &c.bias[range.clone()],
-            m0: &c.m0[range.clone()],
-            shift: &c.shift[range],
-            zero_point: s.input_zero_point.wrapping_add(offset),
-            output_zero_point: s.output_zero_point,
-            rounding: self.rounding,
-            act_min: s.act_min,
-            act_max: s.act_max,
-            out,
-        }
-        .portable();
+        self.tile(&wrapped, channels, c0, out).portable();
     }
 }
 
@@ -247,16 +255,12 @@ pub(crate) struct IntegerTile<'a, 'o> {
     pub(crate) acc: &'a [i32],
     /// Row stride of `acc`.
     pub(crate) channels: usize,
-    /// Row sums of the tile's channels.
-    pub(crate) row_sums: &'a [i32],
-    /// i32 bias of the tile's channels.
-    pub(crate) bias: &'a [i32],
+    /// `bias - (zp + offset) * row_sum` (wrapping) of the tile's channels.
+    pub(crate) fold: &'a [i32],
     /// `M0` of the tile's channels.
     pub(crate) m0: &'a [i32],
-    /// Shifts of the tile's channels.
+    /// Shifts of the tile's channels, clamped to `MIN_SHIFT..=MAX_SHIFT`.
     pub(crate) shift: &'a [i32],
-    /// Input zero point plus the kernel's input offset.
-    pub(crate) zero_point: i32,
     /// Output zero point.
     pub(crate) output_zero_point: i32,
     /// The multiply's rounding.
@@ -270,18 +274,16 @@ pub(crate) struct IntegerTile<'a, 'o> {
 }
 
 impl IntegerTile<'_, '_> {
-    /// The definition: `acc - zp * row_sum + bias` in wrapping i32, the fixed-point multiply,
-    /// `+ Z_y` (saturating), the clamp.
+    /// The definition: `acc - zp * row_sum + bias` in wrapping i32 (`acc + fold`), the
+    /// fixed-point multiply, `+ Z_y` (saturating), the clamp.
     pub(crate) fn portable(&mut self) {
         for r in 0..self.out.rows() {
             let acc = &self.acc[r * self.channels..];
-            let (rs, bias, m0, shift) = (self.row_sums, self.bias, self.m0, self.shift);
-            let (zp, zy, rounding) = (self.zero_point, self.output_zero_point, self.rounding);
+            let (fold, m0, shift) = (self.fold, self.m0, self.shift);
+            let (zy, rounding) = (self.output_zero_point, self.rounding);
             let (lo, hi) = (self.act_min, self.act_max);
             for (c, o) in self.out.row(r).iter_mut().enumerate() {
-                let a = acc[c]
-                    .wrapping_sub(zp.wrapping_mul(rs[c]))
-                    .wrapping_add(bias[c]);
+                let a = acc[c].wrapping_add(fold[c]);
                 let y = multiply_by_quantized_multiplier(a, m0[c], shift[c], rounding)
                     .saturating_add(zy);
                 *o = y.clamp(lo, hi) as i8;

@@ -623,13 +623,11 @@ impl Linear for IntegerLinear {
         );
         crate::layer::scratch::grow(&mut xq, x.len(), 0);
         crate::layer::scratch::grow(&mut yq, out.len(), 0);
-        for (q, &v) in xq.iter_mut().zip(x) {
-            *q = self.input.quantize(v);
-        }
+        self.engine
+            .quantize_input(self.input, x, &mut xq[..x.len()]);
         let result = self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch);
-        for (o, &q) in out.iter_mut().zip(&yq) {
-            *o = self.output.dequantize(q);
-        }
+        self.engine
+            .dequantize_output(self.output, &yq[..out.len()], out);
         scratch.int8_in = xq;
         scratch.int8_out = yq;
         result

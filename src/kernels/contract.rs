@@ -8,6 +8,7 @@
 //! relies on that promise.
 
 use crate::flavour::Flavour;
+use crate::integer::TensorQuant;
 use crate::quantize::inputs::RowParams;
 #[cfg(doc)]
 use crate::quantize::plan::RowPlan;
@@ -73,6 +74,10 @@ pub(crate) unsafe trait Width: Copy + Send + Sync + 'static {
     fn hybrid(self, t: &mut crate::engine::hybrid::HybridTile<'_, '_>);
     /// The full-integer epilogue of one tile.
     fn integer(self, t: &mut crate::engine::integer::IntegerTile<'_, '_>);
+    /// [`TensorQuant::quantize`] of every value of `x` (finite) into `out` (as long).
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]);
+    /// [`TensorQuant::dequantize`] of every value of `x` into `out` (as long).
+    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]);
 }
 
 /// An int8 x int8 -> i32 product kernel on packed weights ([`crate::gemm::pack`]).

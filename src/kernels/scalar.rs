@@ -8,6 +8,7 @@ use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
 use crate::flavour::Flavour;
 use crate::gemm::pack::PANEL;
+use crate::integer::TensorQuant;
 use crate::quantize::inputs::RowParams;
 use crate::quantize::plan::{plan_row, RowPlan};
 
@@ -30,6 +31,16 @@ unsafe impl Width for Portable {
     }
     fn integer(self, t: &mut IntegerTile<'_, '_>) {
         t.portable();
+    }
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = q.quantize(v);
+        }
+    }
+    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = q.dequantize(v);
+        }
     }
 }
 

@@ -493,3 +493,162 @@ fn threaded_splits_and_row_counts_match_reference() {
         }
     }
 }
+
+/// A full-integer layer's parameters and inputs, over the whole i32 range where the epilogue
+/// takes i32 (bias, M0, shift) so that every wrap, saturation and rounding tie is reachable.
+#[derive(Clone, Debug)]
+struct IntegerCase {
+    b: usize,
+    p: crate::engine::integer::IntegerParams,
+    x: Vec<i8>,
+}
+
+fn integer_strategy(
+    max_b: usize,
+    max_k: usize,
+    max_n: usize,
+) -> impl Strategy<Value = IntegerCase> {
+    (1..=max_b, 1..=max_k, 1..=max_n).prop_flat_map(|(b, k, n)| {
+        let i32_any = prop_oneof![
+            4 => -1000i32..1000,
+            2 => any::<i32>(),
+            1 => Just(i32::MIN),
+            1 => Just(i32::MAX),
+        ];
+        let m0 = prop_oneof![
+            4 => (1i32 << 30)..i32::MAX,
+            1 => Just(0),
+            1 => Just(i32::MIN),
+            1 => any::<i32>(),
+        ];
+        // Beyond MIN_SHIFT..=MAX_SHIFT too: the engine clamps as the definition does.
+        let shift = prop_oneof![4 => -12i32..4, 1 => -40i32..40];
+        (
+            i8_strategy(n * k, -128),
+            i8_strategy(b * k, -128),
+            proptest::collection::vec(i32_any, n),
+            proptest::collection::vec(m0, n),
+            proptest::collection::vec(shift, n),
+            -128i32..=127,
+            -128i32..=127,
+            (-128i32..=127, -128i32..=127),
+        )
+            .prop_map(move |(w, x, bias, m0, shift, zx, zy, (a, c))| {
+                let row_sums = (0..n)
+                    .map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
+                    .collect();
+                IntegerCase {
+                    b,
+                    p: crate::engine::integer::IntegerParams {
+                        weights: w,
+                        n,
+                        k,
+                        row_sums,
+                        bias,
+                        m0,
+                        shift,
+                        input_zero_point: zx,
+                        output_zero_point: zy,
+                        act_min: a.min(c),
+                        act_max: a.max(c),
+                    },
+                    x,
+                }
+            })
+    })
+}
+
+/// Every rounding: every kernel's full-integer product equals the scalar kernel's.
+fn check_integer(c: &IntegerCase, threads: usize) -> std::result::Result<(), TestCaseError> {
+    use crate::toolkit::fixed_point::Rounding;
+    let run = |kernel: Kernel, rounding: Rounding, threads: usize| {
+        let engine = crate::engine::build_integer(kernel, &c.p).expect("available");
+        let mut out = vec![0i8; c.b * c.p.n];
+        let mut scratch = crate::layer::scratch::Scratch::new();
+        engine.run(&c.x, c.b, rounding, &mut out, &mut scratch, threads);
+        out
+    };
+    for rounding in Rounding::ALL {
+        let want = run(Kernel::Scalar, rounding, 1);
+        for kernel in Kernel::available() {
+            let got = run(kernel, rounding, threads);
+            prop_assert_eq!(
+                &got,
+                &want,
+                "{} {:?} b{} k{} n{}",
+                kernel,
+                rounding,
+                c.b,
+                c.p.k,
+                c.p.n
+            );
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
+
+    /// Every remainder of every tile, every rounding, the whole i32 range of the epilogue.
+    #[test]
+    fn integer_product_matches_reference_small(c in integer_strategy(17, 40, 70)) {
+        check_integer(&c, 1)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(100)))]
+
+    #[test]
+    fn integer_product_matches_reference_threaded(
+        c in integer_strategy(40, 300, 200),
+        threads in 1usize..5,
+    ) {
+        check_integer(&c, threads)?;
+    }
+}
+
+/// The full-integer layer's input quantization and output dequantization in a kernel's width.
+struct TensorCodes<'a> {
+    q: crate::integer::TensorQuant,
+    x: &'a [f32],
+    codes: &'a [i8],
+}
+
+impl KernelVisitor for TensorCodes<'_> {
+    type Out = (Vec<i8>, Vec<u32>);
+    fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Self::Out {
+        use super::contract::Width;
+        let mut q = vec![0i8; self.x.len()];
+        k.width().quantize_int8(self.q, self.x, &mut q);
+        let mut d = vec![0f32; self.codes.len()];
+        k.width().dequantize_int8(self.q, self.codes, &mut d);
+        (q, d.iter().map(|v| v.to_bits()).collect())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(500)))]
+
+    /// Every width's int8 tensor quantization equals `TensorQuant`'s, over the whole f32
+    /// range of inputs and scales (infinities, NaN and out-of-range zero points included).
+    #[test]
+    fn tensor_quantization_matches_reference(
+        x in prop_oneof![3 => extreme::extreme_row(45), 1 => proptest::collection::vec(any::<u32>().prop_map(f32::from_bits), 45)],
+        codes in proptest::collection::vec(any::<i8>(), 45),
+        scale in prop_oneof![4 => extreme::any_positive_scale(), 1 => Just(0.0f32), 1 => Just(f32::INFINITY)],
+        zp in prop_oneof![4 => -128i32..=127, 1 => -1000i32..1000],
+    ) {
+        let q = crate::integer::TensorQuant { scale, zero_point: zp };
+        let want_q: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
+        let want_d: Vec<u32> = codes.iter().map(|&c| q.dequantize(c).to_bits()).collect();
+        for kernel in Kernel::available() {
+            let (got_q, got_d) = kernel
+                .visit(TensorCodes { q, x: &x, codes: &codes })
+                .expect("available");
+            prop_assert_eq!(&got_q, &want_q, "{} quantize", kernel);
+            prop_assert_eq!(&got_d, &want_d, "{} dequantize", kernel);
+        }
+    }
+}

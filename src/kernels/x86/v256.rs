@@ -11,9 +11,11 @@ use std::arch::x86_64::*;
 use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
 use crate::flavour::{EpilogueKind, Flavour, NanRule};
+use crate::integer::TensorQuant;
 use crate::kernels::contract::{InputElement, Width};
 use crate::quantize::inputs::RowParams;
-use crate::quantize::plan::{plan, Rounding, RowPlan};
+use crate::quantize::plan::{plan, Rounding as QRounding, RowPlan};
+use crate::toolkit::fixed_point::Rounding;
 
 /// Proof that the CPU runs AVX2 and FMA.
 #[derive(Clone, Copy, Debug)]
@@ -247,10 +249,10 @@ unsafe fn chunks8<T: Store8>(row: &[f32], out: &mut [T], chunks: usize, p: &RowP
         }};
     }
     match p.rounding {
-        Rounding::X86 => each_chunk!(round_x86),
-        Rounding::Away => each_chunk!(round_away),
-        Rounding::PortableZpFirst => each_chunk!(round_portable),
-        Rounding::TiesEven => each_chunk!(round_even),
+        QRounding::X86 => each_chunk!(round_x86),
+        QRounding::Away => each_chunk!(round_away),
+        QRounding::PortableZpFirst => each_chunk!(round_portable),
+        QRounding::TiesEven => each_chunk!(round_even),
     }
 }
 
@@ -278,7 +280,294 @@ unsafe impl Width for V256 {
     }
 
     fn integer(self, t: &mut IntegerTile<'_, '_>) {
-        t.portable();
+        self.integer_tile(t);
+    }
+
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+        let len = x.len().min(out.len());
+        // The vector code assumes an int8 zero point (what `TensorQuant::new` checks; the
+        // fields are public, so other values take the definition).
+        let vectors = if (-128..=127).contains(&q.zero_point) {
+            len / 8
+        } else {
+            0
+        };
+        // SAFETY: AVX2 (`self`); 8 * vectors <= len, within both slices.
+        unsafe { quantize_int8_chunks(q, x, out, vectors) };
+        for i in 8 * vectors..len {
+            out[i] = q.quantize(x[i]);
+        }
+    }
+
+    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
+        let len = x.len().min(out.len());
+        let vectors = if (-128..=127).contains(&q.zero_point) {
+            len / 8
+        } else {
+            0
+        };
+        // SAFETY: AVX2 (`self`); 8 * vectors <= len, within both slices.
+        unsafe { dequantize_int8_chunks(q, x, out, vectors) };
+        for i in 8 * vectors..len {
+            out[i] = q.dequantize(x[i]);
+        }
+    }
+}
+
+/// `TensorQuant::quantize` on `vectors` chunks of 8: `round_away(x / S)` (the same f32
+/// division; NaN, from `0 / 0`, to 0), held in `[-256, 256]` before the conversion (for an
+/// int8 zero point every value beyond clamps to the same code), `+ Z`, clamped to int8.
+///
+/// # Safety
+/// AVX2; `8 * vectors` values in `x` and `out`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) {
+    debug_assert!(8 * vectors <= x.len() && 8 * vectors <= out.len());
+    let s = _mm256_set1_ps(q.scale);
+    let zp = _mm256_set1_epi32(q.zero_point);
+    let (bound, nbound) = (_mm256_set1_ps(256.0), _mm256_set1_ps(-256.0));
+    let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+    for c in 0..vectors {
+        // SAFETY: c < vectors: 8 values at 8c in both slices (the contract).
+        unsafe {
+            let v = _mm256_div_ps(_mm256_loadu_ps(x.as_ptr().add(8 * c)), s);
+            let v = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), v);
+            let r = _mm256_min_ps(_mm256_max_ps(round_away_ps(v), nbound), bound);
+            let y = _mm256_add_epi32(_mm256_cvttps_epi32(r), zp);
+            let y = _mm256_max_epi32(_mm256_min_epi32(y, hi), lo);
+            let w = _mm256_packs_epi32(y, y);
+            let b = _mm256_packs_epi16(w, w);
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+            _mm_storel_epi64(
+                out.as_mut_ptr().add(8 * c).cast(),
+                _mm256_castsi256_si128(b),
+            );
+        }
+    }
+}
+
+/// `TensorQuant::dequantize` on `vectors` chunks of 8: `S * f32(q - Z)`.
+///
+/// # Safety
+/// AVX2; `8 * vectors` values in `x` and `out`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dequantize_int8_chunks(q: TensorQuant, x: &[i8], out: &mut [f32], vectors: usize) {
+    debug_assert!(8 * vectors <= x.len() && 8 * vectors <= out.len());
+    let s = _mm256_set1_ps(q.scale);
+    let zp = _mm256_set1_epi32(q.zero_point);
+    for c in 0..vectors {
+        // SAFETY: c < vectors: 8 values at 8c in both slices (the contract).
+        unsafe {
+            let b = _mm_loadl_epi64(x.as_ptr().add(8 * c).cast());
+            let d = _mm256_sub_epi32(_mm256_cvtepi8_epi32(b), zp);
+            let y = _mm256_mul_ps(s, _mm256_cvtepi32_ps(d));
+            _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), y);
+        }
+    }
+}
+
+impl V256 {
+    /// The full-integer epilogue of a tile, 8 channels per vector (also the 512-bit width's).
+    pub(crate) fn integer_tile(self, t: &mut IntegerTile<'_, '_>) {
+        let ch = t.channels;
+        assert!(ch % 8 == 0 && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch);
+        assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
+        // SAFETY: AVX2 and FMA (`self`); the slices were checked above.
+        unsafe {
+            match t.rounding {
+                Rounding::Gemmlowp => integer256::<GEMMLOWP>(t),
+                Rounding::Ruy => integer256::<RUY>(t),
+                Rounding::Single => integer256::<SINGLE>(t),
+            }
+        }
+    }
+}
+
+/// [`Rounding`] as a const parameter.
+pub(crate) const GEMMLOWP: u8 = 0;
+/// See [`GEMMLOWP`].
+pub(crate) const RUY: u8 = 1;
+/// See [`GEMMLOWP`].
+pub(crate) const SINGLE: u8 = 2;
+
+/// The 64-bit products `a * b` of the even i32 lanes and of the odd ones.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn mul_even_odd(a: __m256i, b: __m256i) -> (__m256i, __m256i) {
+    (
+        _mm256_mul_epi32(a, b),
+        _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), _mm256_srli_epi64::<32>(b)),
+    )
+}
+
+/// The low 32 bits of the even products and of the odd ones, back in lane order.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn low_halves(even: __m256i, odd: __m256i) -> __m256i {
+    _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+}
+
+/// Arithmetic right shift of 64-bit lanes by per-lane counts in `0..64` (AVX2 has only the
+/// logical one): with the sign bit flipped the value is offset by `2^63`, which shifts to
+/// `2^63 >> s` and is subtracted again.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn srav_epi64(v: __m256i, s: __m256i) -> __m256i {
+    let sign = _mm256_set1_epi64x(i64::MIN);
+    _mm256_sub_epi64(
+        _mm256_srlv_epi64(_mm256_xor_si256(v, sign), s),
+        _mm256_srlv_epi64(sign, s),
+    )
+}
+
+/// The full-integer epilogue (`IntegerTile::portable`, bit for bit) for one rounding:
+///
+/// - `a = acc + fold` (wrapping);
+/// - single rounding: `(a * M0 + 2^(30 - shift)) >> (31 - shift)` on 64-bit lanes, truncated;
+/// - gemmlowp / ruy: `a << max(shift, 0)` (wrapping), then the doubling high multiply
+///   `(a * M0 + 2^30) >> 31` (gemmlowp's nudge-and-truncate, which equals this for either
+///   sign; only `i32::MIN * i32::MIN` does not fit, and saturates), then the rounding right
+///   shift by `max(-shift, 0)`: ties away from zero (gemmlowp: `(h >> e) + (rem > thr)`,
+///   `thr = mask / 2 + (h < 0)`) or toward +infinity (ruy: `(h + 2^(e-1)) >> e`, or
+///   `2^(31 - e)` where that addition would overflow);
+/// - `+ Z_y` saturating, then the clamp, as `clamp(y, lo - Z_y, hi - Z_y) + Z_y` (exact: the
+///   bounds are int8 values, far from where the saturation acts).
+///
+/// # Safety
+/// AVX2; the tile's slices hold what [`V256::integer_tile`] asserted.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn integer256<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
+    let ch = t.channels;
+    let width = t.out.width();
+    let vectors = width.div_ceil(8).min(ch / 8);
+    assert!(vectors <= MAX_VECTORS);
+    let full = width / 8;
+    let zy = t.output_zero_point;
+    let lo = _mm256_set1_epi32(t.act_min - zy);
+    let hi = _mm256_set1_epi32(t.act_max - zy);
+    let zyv = _mm256_set1_epi32(zy);
+    let one = _mm256_set1_epi32(1);
+    let min = _mm256_set1_epi32(i32::MIN);
+    // Per channel: fold, M0, left shift (or the single rounding's 64-bit shift and nudge for
+    // the even and odd lanes), right shift, and the rounding's own constants.
+    struct Consts {
+        fold: __m256i,
+        m0: __m256i,
+        m0_is_min: __m256i,
+        left: __m256i,
+        right: __m256i,
+        /// gemmlowp: `2^e - 1`; ruy: `2^(e-1)` (0 for e = 0).
+        c1: __m256i,
+        /// gemmlowp: `mask >> 1`; ruy: `i32::MAX - nudge`.
+        c2: __m256i,
+        /// ruy: `2^(31 - e)`.
+        c3: __m256i,
+        total_even: __m256i,
+        total_odd: __m256i,
+        nudge_even: __m256i,
+        nudge_odd: __m256i,
+    }
+    let zero = _mm256_setzero_si256();
+    let mut consts: [Consts; MAX_VECTORS] = std::array::from_fn(|_| Consts {
+        fold: zero,
+        m0: zero,
+        m0_is_min: zero,
+        left: zero,
+        right: zero,
+        c1: zero,
+        c2: zero,
+        c3: zero,
+        total_even: zero,
+        total_odd: zero,
+        nudge_even: zero,
+        nudge_odd: zero,
+    });
+    for (h, c) in consts.iter_mut().enumerate().take(vectors) {
+        // SAFETY: 8 * h + 8 <= ch, within the channel slices (asserted by the caller).
+        let (fold, m0, shift) = unsafe {
+            (
+                _mm256_loadu_si256(t.fold.as_ptr().add(8 * h).cast()),
+                _mm256_loadu_si256(t.m0.as_ptr().add(8 * h).cast()),
+                _mm256_loadu_si256(t.shift.as_ptr().add(8 * h).cast()),
+            )
+        };
+        c.fold = fold;
+        c.m0 = m0;
+        c.m0_is_min = _mm256_cmpeq_epi32(m0, min);
+        c.left = _mm256_max_epi32(shift, zero);
+        let e = _mm256_max_epi32(_mm256_sub_epi32(zero, shift), zero);
+        c.right = e;
+        if ROUNDING == GEMMLOWP {
+            // 2^e - 1 for e in 0..=31 (e = 31: 2^31 wraps to i32::MIN, minus one is MAX).
+            let mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, e), one);
+            c.c1 = mask;
+            c.c2 = _mm256_srai_epi32::<1>(mask);
+        } else if ROUNDING == RUY {
+            let is_zero = _mm256_cmpeq_epi32(e, zero);
+            let nudge =
+                _mm256_andnot_si256(is_zero, _mm256_sllv_epi32(one, _mm256_sub_epi32(e, one)));
+            c.c1 = nudge;
+            c.c2 = _mm256_sub_epi32(_mm256_set1_epi32(i32::MAX), nudge);
+            c.c3 = _mm256_sllv_epi32(one, _mm256_sub_epi32(_mm256_set1_epi32(31), e));
+        } else {
+            // total = 31 - shift in 1..=62, as 64-bit counts for the even and odd lanes.
+            let total = _mm256_sub_epi32(_mm256_set1_epi32(31), shift);
+            let low = _mm256_set1_epi64x(0xffff_ffff);
+            c.total_even = _mm256_and_si256(total, low);
+            c.total_odd = _mm256_srli_epi64::<32>(total);
+            let one64 = _mm256_set1_epi64x(1);
+            c.nudge_even = _mm256_sllv_epi64(one64, _mm256_sub_epi64(c.total_even, one64));
+            c.nudge_odd = _mm256_sllv_epi64(one64, _mm256_sub_epi64(c.total_odd, one64));
+        }
+    }
+    let half = _mm256_set1_epi64x(1 << 30);
+    for r in 0..t.out.rows() {
+        let row = t.out.row(r);
+        for (h, c) in consts.iter().enumerate().take(vectors) {
+            // SAFETY: 8 * h + 8 <= ch, within acc's row (asserted by the caller).
+            let acc = unsafe { _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + 8 * h).cast()) };
+            let a = _mm256_add_epi32(acc, c.fold);
+            let y = if ROUNDING == SINGLE {
+                let (even, odd) = mul_even_odd(a, c.m0);
+                let even = srav_epi64(_mm256_add_epi64(even, c.nudge_even), c.total_even);
+                let odd = srav_epi64(_mm256_add_epi64(odd, c.nudge_odd), c.total_odd);
+                low_halves(even, odd)
+            } else {
+                let a = _mm256_sllv_epi32(a, c.left);
+                let (even, odd) = mul_even_odd(a, c.m0);
+                // Bits 31..62 of p + 2^30: the logical shift gives them as well as the
+                // arithmetic one, and only the low 32 bits are kept.
+                let even = _mm256_srli_epi64::<31>(_mm256_add_epi64(even, half));
+                let odd = _mm256_srli_epi64::<31>(_mm256_add_epi64(odd, half));
+                let hm = low_halves(even, odd);
+                let saturate = _mm256_and_si256(_mm256_cmpeq_epi32(a, min), c.m0_is_min);
+                let hm = _mm256_blendv_epi8(hm, _mm256_set1_epi32(i32::MAX), saturate);
+                if ROUNDING == GEMMLOWP {
+                    let rem = _mm256_and_si256(hm, c.c1);
+                    // thr = mask / 2 + (h < 0); the comparisons give -1 for true.
+                    let thr = _mm256_sub_epi32(c.c2, _mm256_cmpgt_epi32(zero, hm));
+                    _mm256_sub_epi32(_mm256_srav_epi32(hm, c.right), _mm256_cmpgt_epi32(rem, thr))
+                } else {
+                    let shifted = _mm256_srav_epi32(_mm256_add_epi32(hm, c.c1), c.right);
+                    _mm256_blendv_epi8(shifted, c.c3, _mm256_cmpgt_epi32(hm, c.c2))
+                }
+            };
+            let y = _mm256_add_epi32(_mm256_max_epi32(_mm256_min_epi32(y, hi), lo), zyv);
+            // i32 -> i8: the values are int8, so both saturating packs are exact.
+            let w = _mm256_packs_epi32(y, y);
+            let b = _mm256_packs_epi16(w, w);
+            let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 4, 0, 4, 0, 4));
+            let bytes = _mm256_castsi256_si128(b);
+            if h < full {
+                // SAFETY: 8 * h + 8 <= width, the row's length (i8 elements).
+                unsafe { _mm_storel_epi64(row.as_mut_ptr().add(8 * h).cast(), bytes) };
+            } else {
+                let mut y8 = [0i8; 16];
+                // SAFETY: y8 holds 16 bytes.
+                unsafe { _mm_storeu_si128(y8.as_mut_ptr().cast(), bytes) };
+                row[8 * h..].copy_from_slice(&y8[..width - 8 * h]);
+            }
+        }
     }
 }
 

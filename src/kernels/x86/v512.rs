@@ -4,11 +4,13 @@
 
 use std::arch::x86_64::*;
 
-use super::v256::{FUSED, KLEIDI, TWO_ROUNDINGS, V256, XNNPACK_FUSED};
+use super::v256::{FUSED, GEMMLOWP, KLEIDI, RUY, SINGLE, TWO_ROUNDINGS, V256, XNNPACK_FUSED};
 use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
 use crate::flavour::{EpilogueKind, NanRule};
+use crate::integer::TensorQuant;
 use crate::kernels::contract::Width;
+use crate::toolkit::fixed_point::Rounding;
 
 /// Proof that the CPU runs AVX-512 F/BW/VL/DQ (and AVX2 + FMA).
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +59,25 @@ unsafe impl Width for V512 {
     }
 
     fn integer(self, t: &mut IntegerTile<'_, '_>) {
-        t.portable();
+        let ch = t.channels;
+        assert!(ch % 16 == 0 && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch);
+        assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
+        // SAFETY: AVX-512 F/BW (`self`); the slices were checked above.
+        unsafe {
+            match t.rounding {
+                Rounding::Gemmlowp => integer512::<GEMMLOWP>(t),
+                Rounding::Ruy => integer512::<RUY>(t),
+                Rounding::Single => integer512::<SINGLE>(t),
+            }
+        }
+    }
+
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+        self.0.quantize_int8(q, x, out);
+    }
+
+    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
+        self.0.dequantize_int8(q, x, out);
     }
 }
 
@@ -185,6 +205,152 @@ unsafe fn tile512<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const AR
             }
             // SAFETY: the row holds `width` values; lanes past `width - 16 * h` are masked off.
             unsafe { _mm512_mask_storeu_ps(row.add(16 * h), masks[h], v) };
+        }
+    }
+}
+
+/// The 64-bit products `a * b` of the even i32 lanes and of the odd ones.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn mul_even_odd(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    (
+        _mm512_mul_epi32(a, b),
+        _mm512_mul_epi32(_mm512_srli_epi64::<32>(a), _mm512_srli_epi64::<32>(b)),
+    )
+}
+
+/// The low 32 bits of the even products and of the odd ones, back in lane order.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn low_halves(even: __m512i, odd: __m512i) -> __m512i {
+    _mm512_mask_blend_epi32(0xaaaa, even, _mm512_slli_epi64::<32>(odd))
+}
+
+/// The 512-bit twin of the 256-bit full-integer epilogue (`v256::integer256`, which states
+/// each step), 16 channels per vector: native 64-bit arithmetic shifts, mask registers for
+/// the comparisons, and a masked narrowing store for partial tiles.
+///
+/// # Safety
+/// AVX-512 F/BW; the tile's slices hold what `Width::integer` asserted.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+unsafe fn integer512<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
+    const MAX: usize = 4;
+    let ch = t.channels;
+    let width = t.out.width();
+    let vectors = width.div_ceil(16).min(ch / 16);
+    assert!(vectors <= MAX);
+    let zy = t.output_zero_point;
+    let lo = _mm512_set1_epi32(t.act_min - zy);
+    let hi = _mm512_set1_epi32(t.act_max - zy);
+    let zyv = _mm512_set1_epi32(zy);
+    let one = _mm512_set1_epi32(1);
+    let min = _mm512_set1_epi32(i32::MIN);
+    let zero = _mm512_setzero_si512();
+    #[derive(Clone, Copy)]
+    struct Consts {
+        fold: __m512i,
+        m0: __m512i,
+        m0_is_min: __mmask16,
+        left: __m512i,
+        right: __m512i,
+        c1: __m512i,
+        c2: __m512i,
+        c3: __m512i,
+        total_even: __m512i,
+        total_odd: __m512i,
+        nudge_even: __m512i,
+        nudge_odd: __m512i,
+        mask: __mmask16,
+    }
+    let mut consts = [Consts {
+        fold: zero,
+        m0: zero,
+        m0_is_min: 0,
+        left: zero,
+        right: zero,
+        c1: zero,
+        c2: zero,
+        c3: zero,
+        total_even: zero,
+        total_odd: zero,
+        nudge_even: zero,
+        nudge_odd: zero,
+        mask: 0xffff,
+    }; MAX];
+    for (h, c) in consts.iter_mut().enumerate().take(vectors) {
+        // SAFETY: 16 * h + 16 <= ch, within the channel slices (asserted by the caller).
+        let (fold, m0, shift) = unsafe {
+            (
+                _mm512_loadu_si512(t.fold.as_ptr().add(16 * h).cast()),
+                _mm512_loadu_si512(t.m0.as_ptr().add(16 * h).cast()),
+                _mm512_loadu_si512(t.shift.as_ptr().add(16 * h).cast()),
+            )
+        };
+        c.fold = fold;
+        c.m0 = m0;
+        c.m0_is_min = _mm512_cmpeq_epi32_mask(m0, min);
+        c.left = _mm512_max_epi32(shift, zero);
+        let e = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+        c.right = e;
+        if ROUNDING == GEMMLOWP {
+            let mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, e), one);
+            c.c1 = mask;
+            c.c2 = _mm512_srai_epi32::<1>(mask);
+        } else if ROUNDING == RUY {
+            let nonzero = _mm512_cmpneq_epi32_mask(e, zero);
+            let nudge = _mm512_maskz_sllv_epi32(nonzero, one, _mm512_sub_epi32(e, one));
+            c.c1 = nudge;
+            c.c2 = _mm512_sub_epi32(_mm512_set1_epi32(i32::MAX), nudge);
+            c.c3 = _mm512_sllv_epi32(one, _mm512_sub_epi32(_mm512_set1_epi32(31), e));
+        } else {
+            let total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
+            c.total_even = _mm512_and_si512(total, _mm512_set1_epi64(0xffff_ffff));
+            c.total_odd = _mm512_srli_epi64::<32>(total);
+            let one64 = _mm512_set1_epi64(1);
+            c.nudge_even = _mm512_sllv_epi64(one64, _mm512_sub_epi64(c.total_even, one64));
+            c.nudge_odd = _mm512_sllv_epi64(one64, _mm512_sub_epi64(c.total_odd, one64));
+        }
+        let lanes = (width - 16 * h).min(16);
+        if lanes < 16 {
+            c.mask = (1u16 << lanes) - 1;
+        }
+    }
+    let half = _mm512_set1_epi64(1 << 30);
+    for r in 0..t.out.rows() {
+        let row = t.out.row(r).as_mut_ptr();
+        for (h, c) in consts.iter().enumerate().take(vectors) {
+            // SAFETY: 16 * h + 16 <= ch, within acc's row (asserted by the caller).
+            let acc = unsafe { _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + 16 * h).cast()) };
+            let a = _mm512_add_epi32(acc, c.fold);
+            let y = if ROUNDING == SINGLE {
+                let (even, odd) = mul_even_odd(a, c.m0);
+                let even = _mm512_srav_epi64(_mm512_add_epi64(even, c.nudge_even), c.total_even);
+                let odd = _mm512_srav_epi64(_mm512_add_epi64(odd, c.nudge_odd), c.total_odd);
+                low_halves(even, odd)
+            } else {
+                let a = _mm512_sllv_epi32(a, c.left);
+                let (even, odd) = mul_even_odd(a, c.m0);
+                let even = _mm512_srli_epi64::<31>(_mm512_add_epi64(even, half));
+                let odd = _mm512_srli_epi64::<31>(_mm512_add_epi64(odd, half));
+                let hm = low_halves(even, odd);
+                let saturate = _mm512_cmpeq_epi32_mask(a, min) & c.m0_is_min;
+                let hm = _mm512_mask_blend_epi32(saturate, hm, _mm512_set1_epi32(i32::MAX));
+                if ROUNDING == GEMMLOWP {
+                    let rem = _mm512_and_si512(hm, c.c1);
+                    let negative = _mm512_cmplt_epi32_mask(hm, zero);
+                    let thr = _mm512_mask_add_epi32(c.c2, negative, c.c2, one);
+                    let up = _mm512_cmpgt_epi32_mask(rem, thr);
+                    let shifted = _mm512_srav_epi32(hm, c.right);
+                    _mm512_mask_add_epi32(shifted, up, shifted, one)
+                } else {
+                    let shifted = _mm512_srav_epi32(_mm512_add_epi32(hm, c.c1), c.right);
+                    _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(hm, c.c2), shifted, c.c3)
+                }
+            };
+            let y = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(y, hi), lo), zyv);
+            // SAFETY: the row holds `width` i8; lanes past `width - 16 * h` are masked off.
+            // The values are int8, so the saturating narrowing is exact.
+            unsafe { _mm512_mask_cvtsepi32_storeu_epi8(row.add(16 * h).cast(), c.mask, y) };
         }
     }
 }
