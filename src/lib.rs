@@ -64,7 +64,7 @@ pub mod toolkit;
 pub use activation::Activation;
 pub use error::{Error, Result};
 pub use flavour::Flavour;
-pub use kernels::Kernel;
+pub use kernels::{FloatKernel, Kernel, F32_KERNEL_ENV, KERNEL_ENV};
 pub use layer::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy, Scratch};
 pub use quantize::weights::{Granularity, QuantizedWeights, WeightRule};
 

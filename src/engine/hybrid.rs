@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::flavour::Flavour;
-use crate::gemm::driver::{self, Rows, TileSink};
+use crate::gemm::driver::{self, Rows, TileAt, TileSink};
 use crate::gemm::pack::{elements, elements_mut, Layout, PackedWeights, PANEL};
 use crate::gemm::OutRegion;
 use crate::kernels::contract::{InputElement, Int8Kernel, Width};
@@ -166,16 +166,13 @@ pub(crate) struct HybridSink<'a> {
 impl TileSink for HybridSink<'_> {
     type Out = f32;
 
-    fn finish<W: Width>(
-        &self,
-        width: W,
-        acc: &[i32],
-        channels: usize,
-        r0: usize,
-        c0: usize,
-        offset: i32,
-        out: &mut OutRegion<'_, f32>,
-    ) {
+    fn finish<W: Width>(&self, width: W, acc: &[i32], at: TileAt, out: &mut OutRegion<'_, f32>) {
+        let TileAt {
+            channels,
+            r0,
+            c0,
+            offset,
+        } = at;
         let pk = self.packed;
         let mut t = HybridTile {
             acc,
@@ -191,15 +188,13 @@ impl TileSink for HybridSink<'_> {
         width.hybrid(&mut t);
     }
 
-    fn finish_long(
-        &self,
-        acc: &[i64],
-        channels: usize,
-        r0: usize,
-        c0: usize,
-        offset: i32,
-        out: &mut OutRegion<'_, f32>,
-    ) {
+    fn finish_long(&self, acc: &[i64], at: TileAt, out: &mut OutRegion<'_, f32>) {
+        let TileAt {
+            channels,
+            r0,
+            c0,
+            offset,
+        } = at;
         let pk = self.packed;
         for r in 0..out.rows() {
             let p = self.params[r0 + r];

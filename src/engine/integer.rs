@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::gemm::driver::{self, Rows, TileSink};
+use crate::gemm::driver::{self, Rows, TileAt, TileSink};
 use crate::gemm::pack::{elements, elements_mut, PackedWeights};
 use crate::gemm::OutRegion;
 use crate::integer::TensorQuant;
@@ -221,31 +221,14 @@ impl IntegerSink<'_> {
 impl TileSink for IntegerSink<'_> {
     type Out = i8;
 
-    fn finish<W: Width>(
-        &self,
-        width: W,
-        acc: &[i32],
-        channels: usize,
-        _r0: usize,
-        c0: usize,
-        _offset: i32,
-        out: &mut OutRegion<'_, i8>,
-    ) {
-        width.integer(&mut self.tile(acc, channels, c0, out));
+    fn finish<W: Width>(&self, width: W, acc: &[i32], at: TileAt, out: &mut OutRegion<'_, i8>) {
+        width.integer(&mut self.tile(acc, at.channels, at.c0, out));
     }
 
-    fn finish_long(
-        &self,
-        acc: &[i64],
-        channels: usize,
-        _r0: usize,
-        c0: usize,
-        _offset: i32,
-        out: &mut OutRegion<'_, i8>,
-    ) {
+    fn finish_long(&self, acc: &[i64], at: TileAt, out: &mut OutRegion<'_, i8>) {
         // TFLite's i32 accumulator wraps: the exact i64 dot, truncated, is what it holds.
         let wrapped: Vec<i32> = acc.iter().map(|&v| v as i32).collect();
-        self.tile(&wrapped, channels, c0, out).portable();
+        self.tile(&wrapped, at.channels, at.c0, out).portable();
     }
 }
 

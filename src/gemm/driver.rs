@@ -50,6 +50,20 @@ pub(crate) struct Rows<'a, T> {
     pub(crate) rows: usize,
 }
 
+/// Where a tile's dots sit: their row stride, the tile's first row and channel, and the offset
+/// its inputs carry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TileAt {
+    /// Row stride of the dots (`acc[r * channels + c]`).
+    pub(crate) channels: usize,
+    /// The tile's first row.
+    pub(crate) r0: usize,
+    /// The tile's first channel.
+    pub(crate) c0: usize,
+    /// The offset added to the inputs (the dots include `row_sum * offset`).
+    pub(crate) offset: i32,
+}
+
 /// What turns a tile's dots into output values: the hybrid epilogue, or the full-integer
 /// requantization.
 pub(crate) trait TileSink: Sync {
@@ -62,22 +76,11 @@ pub(crate) trait TileSink: Sync {
         &self,
         width: W,
         acc: &[i32],
-        channels: usize,
-        r0: usize,
-        c0: usize,
-        offset: i32,
+        at: TileAt,
         out: &mut OutRegion<'_, Self::Out>,
     );
     /// The same for exact i64 dots (long K), in portable code.
-    fn finish_long(
-        &self,
-        acc: &[i64],
-        channels: usize,
-        r0: usize,
-        c0: usize,
-        offset: i32,
-        out: &mut OutRegion<'_, Self::Out>,
-    );
+    fn finish_long(&self, acc: &[i64], at: TileAt, out: &mut OutRegion<'_, Self::Out>);
 }
 
 /// Runs the product of `x` against `pk` through `sink` into `out` (`x.rows * pk.n` values)
@@ -96,8 +99,8 @@ pub(crate) fn run<K: Int8Kernel, S: TileSink>(
     let tile_panels = K::CHANNELS / PANEL;
     assert!(
         pk.layout.k_step == K::K_STEP
-            && pk.k_padded % K::K_ALIGN == 0
-            && pk.panels % tile_panels == 0,
+            && pk.k_padded.is_multiple_of(K::K_ALIGN)
+            && pk.panels.is_multiple_of(tile_panels),
         "weights packed for another kernel"
     );
     assert!(x.rows == 0 || (x.rows - 1) * x.stride + pk.k_padded <= x.x.len());
@@ -223,20 +226,18 @@ fn tile<K: Int8Kernel, S: TileSink>(
     // no live region overlaps this one.
     let mut region = unsafe { shared.region(r, rows, c0, width) };
     let xs = &x.x[r * x.stride..];
-    let w = pk.from_panel(p);
+    let w = pk.panels_from(p);
+    let at = TileAt {
+        channels: K::CHANNELS,
+        r0: r,
+        c0,
+        offset: K::INPUT_OFFSET,
+    };
     let panel_bytes = pk.panel_bytes();
     let exact = pk.k_padded <= I32_COMBINE_MAX_K.min(K::EXACT_RUN);
     if exact {
         k.dots(xs, x.stride, rows, w, panel_bytes, pk.steps, acc);
-        sink.finish(
-            k.width(),
-            acc,
-            K::CHANNELS,
-            r,
-            c0,
-            K::INPUT_OFFSET,
-            &mut region,
-        );
+        sink.finish(k.width(), acc, at, &mut region);
         return;
     }
     // Long K: exact i32 runs of LONG_K_CHUNK values, added in i64.
@@ -253,7 +254,7 @@ fn tile<K: Int8Kernel, S: TileSink>(
         }
         s0 += steps;
     }
-    sink.finish_long(&long, K::CHANNELS, r, c0, K::INPUT_OFFSET, &mut region);
+    sink.finish_long(&long, at, &mut region);
 }
 
 /// Room for the largest tile's i32 dots on the stack (32 rows x 64 channels).

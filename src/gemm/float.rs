@@ -1,24 +1,19 @@
-//! The float layer's main kernel: weights packed once into panels of [`NR`] output channels
-//! (K-major), and an `MR x 16` AVX2+FMA register tile that broadcasts input values against a
-//! panel.
+//! The float layer's product driver: weights packed once into panels of [`NR`] output channels
+//! (K-major), input rows interleaved per row block, and the register tiles of an
+//! [`F32Kernel`] over panel groups and row blocks.
 //!
 //! Every output `y[r][c]` is one chain of fused multiply-adds over `p = 0..K` in order, starting
-//! from `+0.0`: `acc = fma(x[r][p], w[c][p], acc)`. No tile shape, thread split or batch size
-//! changes that chain, so a row's output never depends on the other rows, and
-//! [`matmul_scalar`], which runs the same chain with `f32::mul_add`, is the bit-exact scalar
-//! twin.
-
-// Without the AVX2 tile (other targets) `matmul` falls back to the scalar twin before its
-// SIMD plumbing; that plumbing must still compile warning-free.
-#![cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+//! from `+0.0`: `acc = fma(x[r][p], w[c][p], acc)`. No kernel, tile shape, thread split or batch
+//! size changes that chain, so a row's output never depends on the other rows, and
+//! [`matmul_scalar`], which runs the same chain with `f32::mul_add` on the plain rows, is the
+//! bit-exact reference of every kernel.
 
 use super::RawOut as SharedOut;
+use crate::kernels::contract::{F32Kernel, F32Tile};
+use crate::kernels::float_registry::F32Visitor;
 
-/// Output channels per panel (two 8-lane vectors).
+/// Output channels per panel.
 pub(crate) const NR: usize = 16;
-
-/// Input rows per register tile (`2 * MR` accumulators of 16 ymm registers).
-pub(crate) const MR: usize = 6;
 
 /// Multiply-adds per task below which a call uses fewer tasks (as the int8 driver's).
 use super::driver::MACS_PER_TASK;
@@ -69,6 +64,7 @@ impl PackedF32 {
         w
     }
 
+    #[cfg(test)]
     fn panel(&self, i: usize) -> &[f32] {
         &self.panels[i * self.k * NR..(i + 1) * self.k * NR]
     }
@@ -78,19 +74,9 @@ impl PackedF32 {
     }
 }
 
-/// Whether this CPU runs the SIMD kernel (AVX2 and FMA).
-pub(crate) fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// The scalar twin: `out[r][c] = fold_p fma(x[r][p], w[c][p], acc)` from `+0.0`.
+/// The scalar reference: `out[r][c] = fold_p fma(x[r][p], w[c][p], acc)` from `+0.0`, on the
+/// plain (not interleaved) rows.
+#[cfg(test)]
 pub(crate) fn matmul_scalar(w: &PackedF32, rows: usize, x: &[f32], out: &mut [f32]) {
     let (k, n) = (w.k, w.n);
     assert!(x.len() >= rows * k && out.len() >= rows * n);
@@ -107,10 +93,11 @@ pub(crate) fn matmul_scalar(w: &PackedF32, rows: usize, x: &[f32], out: &mut [f3
     }
 }
 
-/// The row blocks `(first row, rows)` of a tile pass: as few blocks as [`MR`] allows, of
-/// near-equal size, so that no block is a latency-bound sliver (8 rows -> 4 + 4, not 6 + 2).
-fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
-    let blocks = rows.div_ceil(MR).max(1);
+/// The row blocks `(first row, rows)` of a tile pass: as few blocks as `max` rows allow, of
+/// near-equal size, so that no block is a latency-bound sliver (8 rows, 6 at most: 4 + 4, not
+/// 6 + 2).
+fn row_blocks(rows: usize, max: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = rows.div_ceil(max).max(1);
     let (base, extra) = (rows / blocks, rows % blocks);
     (0..blocks).scan(0, move |start, b| {
         let m = base + usize::from(b < extra);
@@ -120,201 +107,101 @@ fn row_blocks(rows: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
-/// `out[rows, N] = x[rows, K] * W^T` with the SIMD kernel on up to `threads` threads (split over
-/// panels). Falls back to [`matmul_scalar`] when the CPU lacks AVX2 or FMA.
-///
-/// # Panics
-/// If a slice is shorter than its dimensions say.
-pub(crate) fn matmul(w: &PackedF32, rows: usize, x: &[f32], out: &mut [f32], threads: usize) {
-    let (k, n) = (w.k, w.n);
-    assert!(x.len() >= rows * k && out.len() >= rows * n);
-    if !available() || rows == 0 || n == 0 || k == 0 {
-        return matmul_scalar(w, rows, x, out);
-    }
-    let panels = w.panel_count();
-    let tasks = threads
-        .max(1)
-        .min(panels)
-        .min((rows.saturating_mul(k).saturating_mul(n) / MACS_PER_TASK).max(1));
-    // Input rows interleaved per row block (p-major), so that a tile's broadcasts read one
-    // contiguous stream instead of `m` streams a K-stride apart.
-    let mut xp = vec![0.0f32; rows * k];
-    for (r0, m) in row_blocks(rows) {
-        let dst = &mut xp[r0 * k..(r0 + m) * k];
-        for r in 0..m {
-            for (p, &v) in x[(r0 + r) * k..(r0 + r + 1) * k].iter().enumerate() {
-                dst[p * m + r] = v;
-            }
-        }
-    }
-    let xp = &xp[..];
-    let shared = SharedOut(out.as_mut_ptr());
-    let run = |range: std::ops::Range<usize>| {
-        let s = shared;
-        let mut i = range.start;
-        while i < range.end {
-            // A single row is latency-bound on two FMA chains per panel: take four whole
-            // panels at once (eight independent chains). Same chain per output either way.
-            if rows == 1 && range.end - i >= 4 && (i + 4) * NR <= n {
-                // SAFETY: AVX2 and FMA are available (checked above); panels i..i + 4 are full
-                // (4 * NR columns below n), `x` holds k values and `out` n (asserted above);
-                // this task alone writes those columns.
-                #[cfg(target_arch = "x86_64")]
-                unsafe {
-                    x86::row_times_four_panels(
-                        &w.panels[i * k * NR..(i + 4) * k * NR],
-                        k,
-                        x,
-                        s.0.add(i * NR),
-                    )
-                };
-                i += 4;
-                continue;
-            }
-            // SAFETY: AVX2 and FMA are available (checked above); the panel holds k * NR values,
-            // `x` holds rows * k and `out` rows * n (asserted above); this task alone writes the
-            // columns of panel i.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                x86::panel_product(
-                    w.panel(i),
-                    k,
-                    i * NR,
-                    (n - i * NR).min(NR),
-                    rows,
-                    xp,
-                    s.0,
-                    n,
-                )
-            };
-            i += 1;
-        }
-    };
-    if tasks <= 1 {
-        run(0..panels);
-    } else {
-        let per = panels.div_ceil(tasks);
-        super::pool::run(tasks, tasks, &|t| {
-            run((t * per).min(panels)..((t + 1) * per).min(panels))
-        });
-    }
+/// One call of the product: `out[rows, N] = x[rows, K] * W^T` on up to `threads` threads,
+/// with `interleaved` as the buffer for the interleaved input rows (grown, never shrunk).
+pub(crate) struct Matmul<'a> {
+    pub(crate) w: &'a PackedF32,
+    pub(crate) rows: usize,
+    pub(crate) x: &'a [f32],
+    pub(crate) out: &'a mut [f32],
+    pub(crate) threads: usize,
+    pub(crate) interleaved: &'a mut Vec<f32>,
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::NR;
-    use std::arch::x86_64::*;
+impl F32Visitor for Matmul<'_> {
+    type Out = ();
 
-    /// All rows against one panel: tiles of [`MR`](super::MR) rows, then the remainder.
+    /// Runs the call with kernel `kern`.
     ///
-    /// # Safety
-    /// 1. The CPU supports AVX2 and FMA.
-    /// 2. `panel` holds `k * NR` values; `x` holds `rows * k` in the blocks of `row_blocks`,
-    ///    each interleaved p-major (`x[r0 * k + p * m + r]`); `out` points to `rows * ldo`
-    ///    writable values; `col0 + cols <= ldo` and `cols <= NR`.
-    /// 3. No other thread writes columns `col0..col0 + cols` of `out` during the call.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn panel_product(
-        panel: &[f32],
-        k: usize,
-        col0: usize,
-        cols: usize,
-        rows: usize,
-        x: &[f32],
-        out: *mut f32,
-        ldo: usize,
-    ) {
-        for (r, m) in super::row_blocks(rows) {
-            // SAFETY: rows r..r + m exist in `x` and `out` (precondition 2); the block's
-            // interleaved inputs start at x[r * k]; the rest as the caller guarantees.
-            unsafe {
-                let xr = x.as_ptr().add(r * k);
-                let o = out.add(r * ldo + col0);
-                match m {
-                    6 => tile::<6>(panel.as_ptr(), k, xr, o, ldo, cols),
-                    5 => tile::<5>(panel.as_ptr(), k, xr, o, ldo, cols),
-                    4 => tile::<4>(panel.as_ptr(), k, xr, o, ldo, cols),
-                    3 => tile::<3>(panel.as_ptr(), k, xr, o, ldo, cols),
-                    2 => tile::<2>(panel.as_ptr(), k, xr, o, ldo, cols),
-                    _ => tile::<1>(panel.as_ptr(), k, xr, o, ldo, cols),
+    /// # Panics
+    /// If a slice is shorter than its dimensions say.
+    fn visit<K: F32Kernel>(self, kern: K) {
+        let Matmul {
+            w,
+            rows,
+            x,
+            out,
+            threads,
+            interleaved,
+        } = self;
+        let (k, n) = (w.k, w.n);
+        assert!(x.len() >= rows * k && out.len() >= rows * n);
+        if rows == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            return out[..rows * n].fill(0.0);
+        }
+        // Input rows interleaved per row block (p-major), so that a tile's broadcasts read one
+        // contiguous stream instead of `m` streams a K-stride apart. One row is its own layout.
+        let xp: &[f32] = if rows == 1 {
+            x
+        } else {
+            if interleaved.len() < rows * k {
+                interleaved.resize(rows * k, 0.0);
+            }
+            for (r0, m) in row_blocks(rows, K::ROWS) {
+                let dst = &mut interleaved[r0 * k..(r0 + m) * k];
+                for r in 0..m {
+                    for (p, &v) in x[(r0 + r) * k..(r0 + r + 1) * k].iter().enumerate() {
+                        dst[p * m + r] = v;
+                    }
                 }
             }
-        }
-    }
-
-    /// One row against four consecutive full panels (64 channels): eight FMA chains.
-    ///
-    /// # Safety
-    /// 1. AVX2 and FMA.
-    /// 2. `panels` holds `4 * k * NR` values, `x` at least `k`, and `out` points to `4 * NR`
-    ///    writable values.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_times_four_panels(panels: &[f32], k: usize, x: &[f32], out: *mut f32) {
-        debug_assert!(panels.len() >= 4 * k * NR && x.len() >= k);
-        let mut c = [_mm256_setzero_ps(); 8];
-        let base = panels.as_ptr();
-        for p in 0..k {
-            // SAFETY: p < k keeps every read inside its panel and inside `x` (precondition 2).
-            unsafe {
-                let a = _mm256_broadcast_ss(&*x.as_ptr().add(p));
-                for q in 0..4 {
-                    let b = base.add(q * k * NR + p * NR);
-                    c[2 * q] = _mm256_fmadd_ps(a, _mm256_loadu_ps(b), c[2 * q]);
-                    c[2 * q + 1] = _mm256_fmadd_ps(a, _mm256_loadu_ps(b.add(8)), c[2 * q + 1]);
+            interleaved
+        };
+        let group = if rows == 1 { K::ROW_PANELS } else { K::PANELS };
+        let panels = w.panel_count();
+        let groups = panels.div_ceil(group);
+        let tasks = threads
+            .max(1)
+            .min(groups)
+            .min((rows.saturating_mul(k).saturating_mul(n) / MACS_PER_TASK).max(1));
+        let shared = SharedOut(out.as_mut_ptr());
+        let run = |range: std::ops::Range<usize>| {
+            let s = shared;
+            for g in range {
+                let first = g * group;
+                let np = group.min(panels - first);
+                let cols = (n - first * NR).min(np * NR);
+                for (r0, m) in row_blocks(rows, K::ROWS) {
+                    let tile = F32Tile {
+                        x: xp[r0 * k..].as_ptr(),
+                        m,
+                        k,
+                        panels: w.panels[first * k * NR..(first + np) * k * NR].as_ptr(),
+                        np,
+                        cols,
+                        // SAFETY: row r0 < rows and column first * NR < n of the output.
+                        out: unsafe { s.0.add(r0 * n + first * NR) },
+                        ldo: n,
+                    };
+                    // SAFETY: `kern` proves the CPU runs the kernel; the block's `m * k`
+                    // interleaved inputs start at xp[r0 * k]; the slice above holds the `np`
+                    // panels; rows r0..r0 + m and columns of the group lie inside `out`
+                    // (asserted above), which no other task writes (tasks own disjoint groups);
+                    // m <= ROWS and np <= the kernel's bound for m by construction.
+                    unsafe { kern.tile(&tile) };
                 }
             }
-        }
-        for (q, v) in c.iter().enumerate() {
-            // SAFETY: q * 8 + 8 <= 4 * NR values are writable (precondition 2).
-            unsafe { _mm256_storeu_ps(out.add(q * 8), *v) };
-        }
-    }
-
-    /// `M` rows x 16 channels: for each `p`, two panel loads, `M` broadcasts, `2M` FMAs.
-    ///
-    /// # Safety
-    /// 1. AVX2 and FMA.
-    /// 2. `panel` points to `k * NR` values, `x` to `k * M` values (`x[p * M + r]`), `out` to
-    ///    `M` rows of stride `ldo` with `cols <= NR` writable values each.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile<const M: usize>(
-        panel: *const f32,
-        k: usize,
-        x: *const f32,
-        out: *mut f32,
-        ldo: usize,
-        cols: usize,
-    ) {
-        let mut c0 = [_mm256_setzero_ps(); M];
-        let mut c1 = [_mm256_setzero_ps(); M];
-        for p in 0..k {
-            // SAFETY: p < k keeps the panel reads within k * NR values and the input reads within
-            // each row (precondition 2).
-            unsafe {
-                let b0 = _mm256_loadu_ps(panel.add(p * NR));
-                let b1 = _mm256_loadu_ps(panel.add(p * NR + 8));
-                for r in 0..M {
-                    let a = _mm256_broadcast_ss(&*x.add(p * M + r));
-                    c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-                    c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
-                }
-            }
-        }
-        for r in 0..M {
-            // SAFETY: row r < M of `out` has `cols` writable values (precondition 2).
-            unsafe {
-                let o = out.add(r * ldo);
-                if cols == NR {
-                    _mm256_storeu_ps(o, c0[r]);
-                    _mm256_storeu_ps(o.add(8), c1[r]);
-                } else {
-                    let mut tmp = [0.0f32; NR];
-                    _mm256_storeu_ps(tmp.as_mut_ptr(), c0[r]);
-                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), c1[r]);
-                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), o, cols);
-                }
-            }
+        };
+        if tasks <= 1 {
+            run(0..groups);
+        } else {
+            let per = groups.div_ceil(tasks);
+            super::pool::run(tasks, tasks, &|t| {
+                run((t * per).min(groups)..((t + 1) * per).min(groups))
+            });
         }
     }
 }
@@ -322,25 +209,69 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::FloatKernel;
     use proptest::prelude::*;
+
+    /// Every packed kernel this CPU runs (the reference `f32-scalar` included).
+    fn packed_kernels() -> Vec<FloatKernel> {
+        let all: Vec<_> = FloatKernel::available()
+            .into_iter()
+            .filter(|k| k.is_packed())
+            .collect();
+        assert!(all.contains(&FloatKernel::Scalar));
+        all
+    }
+
+    fn run(kernel: FloatKernel, w: &PackedF32, rows: usize, x: &[f32], threads: usize) -> Vec<u32> {
+        let mut out = vec![f32::NAN; rows * w.n];
+        let mut interleaved = Vec::new();
+        let call = Matmul {
+            w,
+            rows,
+            x,
+            out: &mut out,
+            threads,
+            interleaved: &mut interleaved,
+        };
+        kernel.visit(call).expect("an available packed kernel");
+        out.iter().map(|v| canonical_bits(*v)).collect()
+    }
+
+    fn reference(w: &PackedF32, rows: usize, x: &[f32]) -> Vec<u32> {
+        let mut out = vec![f32::NAN; rows * w.n];
+        matmul_scalar(w, rows, x, &mut out);
+        out.iter().map(|v| canonical_bits(*v)).collect()
+    }
+
+    /// The bits of `v`, with every NaN as one (payloads are not part of the contract: the
+    /// software `fmaf` and the FMA instruction may quiet them differently).
+    fn canonical_bits(v: f32) -> u32 {
+        if v.is_nan() {
+            f32::NAN.to_bits()
+        } else {
+            v.to_bits()
+        }
+    }
 
     #[test]
     fn row_blocks_cover_every_row_evenly() {
-        for rows in 0..40 {
-            let blocks: Vec<_> = row_blocks(rows).collect();
-            let mut next = 0;
-            for &(r0, m) in &blocks {
-                assert_eq!(r0, next);
-                assert!(m <= MR && (rows == 0 || m >= 1));
-                next += m;
+        for max in [1, 4, 6, 12] {
+            for rows in 0..40 {
+                let blocks: Vec<_> = row_blocks(rows, max).collect();
+                let mut next = 0;
+                for &(r0, m) in &blocks {
+                    assert_eq!(r0, next);
+                    assert!(m <= max && (rows == 0 || m >= 1));
+                    next += m;
+                }
+                assert_eq!(next, rows);
+                let (lo, hi) = blocks
+                    .iter()
+                    .fold((usize::MAX, 0), |(lo, hi), &(_, m)| (lo.min(m), hi.max(m)));
+                assert!(rows == 0 || hi - lo <= 1, "{rows}: {blocks:?}");
             }
-            assert_eq!(next, rows);
-            let (lo, hi) = blocks
-                .iter()
-                .fold((usize::MAX, 0), |(lo, hi), &(_, m)| (lo.min(m), hi.max(m)));
-            assert!(rows == 0 || hi - lo <= 1, "{rows}: {blocks:?}");
         }
-        assert_eq!(row_blocks(8).collect::<Vec<_>>(), vec![(0, 4), (4, 4)]);
+        assert_eq!(row_blocks(8, 6).collect::<Vec<_>>(), vec![(0, 4), (4, 4)]);
     }
 
     #[test]
@@ -352,8 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn single_rows_over_four_panel_groups_equal_the_twin() {
-        for (k, n) in [(1, 64), (7, 65), (33, 100), (64, 128), (100, 200), (9, 130)] {
+    fn single_rows_over_panel_groups_equal_the_reference() {
+        for (k, n) in [
+            (1, 64),
+            (7, 65),
+            (33, 100),
+            (64, 128),
+            (100, 200),
+            (9, 130),
+            (5, 257),
+        ] {
             let w: Vec<f32> = (0..n * k)
                 .map(|i| ((i * 7919) % 211) as f32 / 37.0 - 2.8)
                 .collect();
@@ -361,15 +300,14 @@ mod tests {
                 .map(|i| ((i * 104729) % 97) as f32 / 13.0 - 3.7)
                 .collect();
             let packed = PackedF32::pack(&w, n, k);
-            let (mut a, mut b) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-            for threads in [1, 2] {
-                matmul(&packed, 1, &x, &mut a, threads);
-                matmul_scalar(&packed, 1, &x, &mut b);
-                assert_eq!(
-                    a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "k={k} n={n}"
-                );
+            for kernel in packed_kernels() {
+                for threads in [1, 2] {
+                    assert_eq!(
+                        run(kernel, &packed, 1, &x, threads),
+                        reference(&packed, 1, &x),
+                        "{kernel} k={k} n={n}"
+                    );
+                }
             }
         }
     }
@@ -377,24 +315,29 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(300))]
 
-        /// The SIMD kernel equals its scalar twin bit for bit, on shapes covering every tile
-        /// remainder, at 1 to 3 threads.
+        /// Every packed kernel equals the reference bit for bit, on shapes covering every tile
+        /// and panel-group remainder, at 1 to 3 threads, with values across the whole f32
+        /// range (overflow to infinity and NaN included).
         #[test]
-        fn simd_equals_scalar_twin(rows in 1usize..20, k in 0usize..70, n in 1usize..120, threads in 1usize..4, seed in any::<u64>()) {
+        fn every_kernel_equals_the_reference(rows in 1usize..30, k in 0usize..70, n in 1usize..150, threads in 1usize..4, wide in any::<bool>(), seed in any::<u64>()) {
             let mut s = seed;
             let mut next = || {
                 s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as i32 - (1 << 23)) as f32 / 1048576.0
+                if wide {
+                    // Any finite f32 bit pattern: tiny, huge, subnormal, both signs.
+                    let v = f32::from_bits((s >> 32) as u32);
+                    if v.is_finite() { v } else { 1.5 }
+                } else {
+                    ((s >> 40) as i32 - (1 << 23)) as f32 / 1048576.0
+                }
             };
             let w: Vec<f32> = (0..n * k).map(|_| next()).collect();
             let x: Vec<f32> = (0..rows * k).map(|_| next()).collect();
             let packed = PackedF32::pack(&w, n, k);
-            let mut a = vec![f32::NAN; rows * n];
-            let mut b = vec![f32::NAN; rows * n];
-            matmul(&packed, rows, &x, &mut a, threads);
-            matmul_scalar(&packed, rows, &x, &mut b);
-            for (i, (p, q)) in a.iter().zip(&b).enumerate() {
-                prop_assert_eq!(p.to_bits(), q.to_bits(), "at {}", i);
+            let want = reference(&packed, rows, &x);
+            for kernel in packed_kernels() {
+                let got = run(kernel, &packed, rows, &x, threads);
+                prop_assert_eq!(&got, &want, "{}", kernel);
             }
         }
     }

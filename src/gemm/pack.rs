@@ -83,7 +83,7 @@ impl PackedWeights {
     ) -> Self {
         let g = layout.k_step;
         assert_eq!(values.len(), n * k, "PackedWeights::new: n * k values");
-        assert!(g >= 1 && layout.k_align % g == 0 && layout.panels_per_tile >= 1);
+        assert!(g >= 1 && layout.k_align.is_multiple_of(g) && layout.panels_per_tile >= 1);
         let k_padded = k.next_multiple_of(layout.k_align).max(layout.k_align);
         let steps = k_padded / g;
         let step_bytes = PANEL * g;
@@ -143,7 +143,7 @@ impl PackedWeights {
     }
 
     /// The bytes from panel `j` to the end.
-    pub(crate) fn from_panel(&self, j: usize) -> &[i8] {
+    pub(crate) fn panels_from(&self, j: usize) -> &[i8] {
         &self.bytes()[j * self.panel_bytes()..]
     }
 

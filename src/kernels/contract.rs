@@ -155,6 +155,28 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     fn peak_gops(self) -> Option<f64>;
 }
 
+/// The operands of one f32 register tile: `m` input rows against `np` consecutive panels.
+///
+/// Raw pointers, because the tasks of a threaded call write disjoint columns of one output.
+pub(crate) struct F32Tile {
+    /// The `m` input rows interleaved p-major: `x[p * m + r]`, `k * m` values.
+    pub(crate) x: *const f32,
+    /// Rows of the tile (`1 <= m <= ROWS`).
+    pub(crate) m: usize,
+    /// Depth K (at least 1).
+    pub(crate) k: usize,
+    /// `np` consecutive panels of `k * 16` values each (channel-minor, zero padded).
+    pub(crate) panels: *const f32,
+    /// Panels of the tile (`1 <= np <= PANELS`, or `<= ROW_PANELS` when `m == 1`).
+    pub(crate) np: usize,
+    /// Output columns to write: `(np - 1) * 16 < cols <= np * 16`.
+    pub(crate) cols: usize,
+    /// Output row 0, column 0 of the tile; row `r` starts at `out + r * ldo`.
+    pub(crate) out: *mut f32,
+    /// The output's row stride.
+    pub(crate) ldo: usize,
+}
+
 /// An f32 product kernel for the float layer, on panels of 16 channels (`K x 16`, K-major).
 ///
 /// Every output is one in-order chain of fused multiply-adds over K from `+0.0`, so every f32
@@ -162,24 +184,23 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
 ///
 /// # Safety
 /// As [`Int8Kernel`]: `new` returns `Some` only where the CPU runs the kernel, and `tile`
-/// reads and writes only within its slices.
+/// reads and writes only what its [`F32Tile`] describes.
 pub(crate) unsafe trait F32Kernel: Copy + Send + Sync + 'static {
     /// The registry name.
     const NAME: &'static str;
-    /// Rows of a tile.
+    /// Most rows of a tile.
     const ROWS: usize;
+    /// Most panels of a tile of several rows.
+    const PANELS: usize;
+    /// Most panels of a one-row tile (a single row needs more panels for enough chains).
+    const ROW_PANELS: usize;
     /// The kernel, where this CPU runs it.
     fn new() -> Option<Self>;
-    /// `out[r * out_stride + c] = chain_p fma(x[p * rows + r], panel[p * 16 + c], acc)` for
-    /// `r < rows <= ROWS`, `c < width <= 16`, with the `rows` input rows interleaved p-major.
-    fn tile(
-        self,
-        x: &[f32],
-        rows: usize,
-        k: usize,
-        panel: &[f32],
-        out: &mut [f32],
-        out_stride: usize,
-        width: usize,
-    );
+    /// `out[r * ldo + c] = chain_p fma(x[p * m + r], panel[c / 16][p * 16 + c % 16], acc)`
+    /// from `+0.0`, for `r < m` and `c < cols`.
+    ///
+    /// # Safety
+    /// Every pointer of `t` is valid for the extent its field describes, the bounds on `m`,
+    /// `np` and `cols` hold, and no other thread writes the tile's outputs during the call.
+    unsafe fn tile(self, t: &F32Tile);
 }

@@ -7,8 +7,9 @@
 //!
 //! - [`contract`]: what a kernel promises ([`contract::Int8Kernel`], [`contract::F32Kernel`],
 //!   [`contract::Width`]);
-//! - [`registry`]: the one list of kernels that dispatch, the tests, the benches,
+//! - [`registry`]: the one list of int8 kernels that dispatch, the tests, the benches,
 //!   [`Kernel::peak_gops`] and the command line iterate;
+//! - [`float_registry`]: the same for the float layer's f32 kernels ([`FloatKernel`]);
 //! - [`scalar`]: the portable reference kernel and epilogue width;
 //! - `x86` (x86-64 only): the 256-bit and 512-bit widths and the x86 kernels.
 //!
@@ -17,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod contract;
+pub(crate) mod float_registry;
 pub(crate) mod registry;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
@@ -25,6 +27,7 @@ pub(crate) mod x86;
 #[cfg(test)]
 mod tests;
 
+pub use float_registry::{FloatKernel, F32_KERNEL_ENV};
 pub use registry::Kernel;
 pub(crate) use registry::KernelVisitor;
 

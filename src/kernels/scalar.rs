@@ -136,3 +136,41 @@ mod tests {
         assert!(acc.iter().all(|&a| a as i64 == steps as i64 * 16384));
     }
 }
+
+/// The scalar f32 kernel (`f32-scalar`): the float layer's reference on the packed,
+/// interleaved layout, one output at a time with `f32::mul_add`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScalarF32;
+
+// SAFETY: portable code; `tile` touches only what its `F32Tile` describes (its contract).
+unsafe impl super::contract::F32Kernel for ScalarF32 {
+    const NAME: &'static str = "f32-scalar";
+    const ROWS: usize = 4;
+    const PANELS: usize = 1;
+    const ROW_PANELS: usize = 1;
+
+    fn new() -> Option<Self> {
+        Some(ScalarF32)
+    }
+
+    unsafe fn tile(self, t: &super::contract::F32Tile) {
+        // SAFETY: the caller guarantees that `x` holds `k * m` values and `panels` `np * k * 16`.
+        let (x, panels) = unsafe {
+            (
+                std::slice::from_raw_parts(t.x, t.k * t.m),
+                std::slice::from_raw_parts(t.panels, t.np * t.k * PANEL),
+            )
+        };
+        for r in 0..t.m {
+            for c in 0..t.cols {
+                let panel = &panels[(c / PANEL) * t.k * PANEL..];
+                let mut acc = 0.0f32;
+                for p in 0..t.k {
+                    acc = x[p * t.m + r].mul_add(panel[p * PANEL + c % PANEL], acc);
+                }
+                // SAFETY: row r < m, column c < cols of the tile's output (the caller's bound).
+                unsafe { *t.out.add(r * t.ldo + c) = acc };
+            }
+        }
+    }
+}

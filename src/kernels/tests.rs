@@ -177,7 +177,7 @@ impl KernelVisitor for LayoutRoundTrip<'_> {
                 };
                 pk.weight(c, kk) == want
             })
-        }) && pk.k_padded % K::K_ALIGN == 0
+        }) && pk.k_padded.is_multiple_of(K::K_ALIGN)
     }
 }
 

@@ -6,20 +6,24 @@ use super::rows::check_rows;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
 use crate::error::{check_finite, Error, Result};
-use crate::gemm::float::{self as float_packed, PackedF32};
+use crate::gemm::float::{Matmul, PackedF32};
+use crate::kernels::FloatKernel;
 
 /// `y = act(bias + x W^T)` in f32, with `W` `[N, K]` as given (no quantization).
 ///
-/// On CPUs with AVX2 and FMA the weights are packed once into 16-channel panels and every output
-/// is one in-order chain of fused multiply-adds over K, so a row's result never depends on the
-/// batch it is in or on the thread count. Elsewhere a GEMV loop (small batches) or
-/// matrixmultiply (large ones) computes it.
+/// The layer runs a [`FloatKernel`], chosen once when it is built ([`FloatKernel::detect`], or
+/// [`FloatLinear::with_kernel`]). With the packed kernels (`f32-avx512`, `f32-avx2-fma`,
+/// `f32-scalar`) the weights are packed once into 16-channel panels and every output is one
+/// in-order chain of fused multiply-adds over K, so a row's result never depends on the batch
+/// it is in, on the thread count or on the kernel. `f32-portable` (where no packed SIMD kernel
+/// runs) uses a GEMV loop for small batches and matrixmultiply for large ones.
 ///
 /// Inputs follow IEEE arithmetic: a NaN in a row propagates to that row's outputs (before the
 /// activation clamps it, as TFLite's float kernel does).
 #[derive(Clone, Debug)]
 pub struct FloatLinear {
     weights: FloatWeights,
+    kernel: FloatKernel,
     n: usize,
     k: usize,
     bias: Option<Vec<f32>>,
@@ -30,7 +34,8 @@ pub struct FloatLinear {
 impl FloatLinear {
     /// Builds the layer from weights `[N, K]`, an optional bias of length N and an activation.
     ///
-    /// Errors: N = 0, a bias of the wrong length, or non-finite weights or bias.
+    /// Errors: N = 0, a bias of the wrong length, non-finite weights or bias, or a
+    /// `HYBRIDQ_F32_KERNEL` that names no available kernel.
     pub fn new(
         weights: ArrayView2<'_, f32>,
         bias: Option<ArrayView1<'_, f32>>,
@@ -47,14 +52,12 @@ impl FloatLinear {
         }
         let weights: Vec<f32> = weights.iter().copied().collect();
         check_finite(OP, "weights", &weights)?;
-        let weights = if float_packed::available() {
-            FloatWeights::Packed(PackedF32::pack(&weights, n, k))
-        } else {
-            FloatWeights::RowMajor(weights)
-        };
+        let kernel = FloatKernel::resolve(None)?;
+        let weights = FloatWeights::new(kernel, weights, n, k);
         let bias = crate::error::checked_bias(OP, n, bias)?;
         Ok(Self {
             weights,
+            kernel,
             n,
             k,
             bias,
@@ -74,12 +77,41 @@ impl FloatLinear {
         self
     }
 
-    /// The kernel that computes this layer: `f32-avx2-fma` (packed panels) or `f32-portable`.
-    pub fn kernel_name(&self) -> &'static str {
-        match self.weights {
-            FloatWeights::Packed(_) => "f32-avx2-fma",
-            FloatWeights::RowMajor(_) => "f32-portable",
+    /// The same layer on `kernel` (repacking the weights if its layout differs).
+    ///
+    /// Errors: [`Error::KernelUnavailable`] if this CPU cannot run it.
+    ///
+    /// ```
+    /// use hybridq::{FloatKernel, FloatLinear};
+    /// let w = ndarray::array![[1.0f32, 2.0], [3.0, 4.0]];
+    /// let layer = FloatLinear::new(w.view(), None, Default::default()).unwrap();
+    /// let reference = layer.clone().with_kernel(FloatKernel::Scalar).unwrap();
+    /// assert_eq!(reference.kernel(), FloatKernel::Scalar);
+    /// let x = ndarray::array![[0.5f32, -1.0]];
+    /// assert_eq!(layer.forward(x.view()).unwrap(), reference.forward(x.view()).unwrap());
+    /// # use hybridq::Linear;
+    /// ```
+    pub fn with_kernel(self, kernel: FloatKernel) -> Result<Self> {
+        let kernel = FloatKernel::resolve(Some(kernel))?;
+        if kernel.is_packed() != self.kernel.is_packed() {
+            let w = self.weights().into_raw_vec_and_offset().0;
+            return Ok(Self {
+                weights: FloatWeights::new(kernel, w, self.n, self.k),
+                kernel,
+                ..self
+            });
         }
+        Ok(Self { kernel, ..self })
+    }
+
+    /// The kernel that computes this layer.
+    pub fn kernel(&self) -> FloatKernel {
+        self.kernel
+    }
+
+    /// The name of the kernel that computes this layer (`f32-avx512`, `f32-portable`, ...).
+    pub fn kernel_name(&self) -> &'static str {
+        self.kernel.name()
     }
 
     /// The number of threads the layer computes on.
@@ -120,7 +152,7 @@ impl Linear for FloatLinear {
         x: &[f32],
         rows: usize,
         out: &mut [f32],
-        _scratch: &mut Scratch,
+        scratch: &mut Scratch,
     ) -> Result<()> {
         let (k, n) = (self.k, self.n);
         check_rows("FloatLinear::forward_rows", x.len(), rows, k, out.len(), n)?;
@@ -132,7 +164,22 @@ impl Linear for FloatLinear {
             return Ok(());
         }
         match &self.weights {
-            FloatWeights::Packed(p) => float_packed::matmul(p, rows, x, out, self.threads),
+            FloatWeights::Packed(w) => {
+                let call = Matmul {
+                    w,
+                    rows,
+                    x,
+                    out: &mut *out,
+                    threads: self.threads,
+                    interleaved: &mut scratch.interleaved,
+                };
+                self.kernel
+                    .visit(call)
+                    .ok_or_else(|| Error::KernelUnavailable {
+                        name: self.kernel.name().to_string(),
+                        available: String::new(),
+                    })?;
+            }
             FloatWeights::RowMajor(w) => {
                 crate::gemm::float_portable::matmul_xwt(rows, k, n, x, w, out, self.threads)
             }
@@ -158,8 +205,19 @@ fn default_threads() -> usize {
 /// How the float layer keeps its weights.
 #[derive(Clone, Debug)]
 enum FloatWeights {
-    /// Panels for the AVX2+FMA kernel.
+    /// Panels for the packed kernels.
     Packed(PackedF32),
     /// Row-major `[N, K]` for the portable path.
     RowMajor(Vec<f32>),
+}
+
+impl FloatWeights {
+    /// Row-major `w[n][k]` in `kernel`'s layout.
+    fn new(kernel: FloatKernel, w: Vec<f32>, n: usize, k: usize) -> Self {
+        if kernel.is_packed() {
+            FloatWeights::Packed(PackedF32::pack(&w, n, k))
+        } else {
+            FloatWeights::RowMajor(w)
+        }
+    }
 }

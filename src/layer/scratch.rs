@@ -13,6 +13,8 @@ pub struct Scratch {
     pub(crate) row_is_finite: Vec<bool>,
     pub(crate) input: Vec<f32>,
     pub(crate) output: Vec<f32>,
+    /// The float layer's input rows interleaved per row block.
+    pub(crate) interleaved: Vec<f32>,
     /// The full-integer layer's quantized input and output (its float API).
     pub(crate) int8_in: Vec<i8>,
     pub(crate) int8_out: Vec<i8>,
@@ -37,6 +39,7 @@ impl Scratch {
         grow(&mut self.row_is_finite, rows, true);
         grow(&mut self.input, rows * k, 0.0);
         grow(&mut self.output, rows * n, 0.0);
+        grow(&mut self.interleaved, rows * k, 0.0);
     }
 }
 

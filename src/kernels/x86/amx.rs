@@ -178,7 +178,7 @@ unsafe impl Int8Kernel for Amx {
         acc: &mut [i32],
     ) {
         check_u8(x, x_stride, rows, w, panel_stride, steps, acc, 32, 2);
-        assert!((4 * steps) % K_BLOCK == 0 && x_stride <= u32::MAX as usize);
+        assert!((4 * steps).is_multiple_of(K_BLOCK) && x_stride <= u32::MAX as usize);
         let cfg = TileConfig::new(rows);
         let blocks = 4 * steps / K_BLOCK;
         let (xp, w0, w1) = (x.as_ptr(), w.as_ptr(), w[panel_stride..].as_ptr());

@@ -6,12 +6,15 @@
 //! - [`avx2`]: `vpmaddwd` on i16 (the `avx2` kernel);
 //! - [`avx512vnni`]: `vpdpbusd` on u8 (the `avx512vnni` kernel);
 //! - [`avxvnni`]: the 256-bit VEX `vpdpbusd` (`avxvnni`) and its AVX2 stand-in;
+//! - [`f32_avx2`], [`f32_avx512`]: the float layer's f32 kernels;
 //! - [`peak`]: the measured one-core peak of each kernel's core instruction.
 
 pub(crate) mod amx;
 pub(crate) mod avx2;
 pub(crate) mod avx512vnni;
 pub(crate) mod avxvnni;
+pub(crate) mod f32_avx2;
+pub(crate) mod f32_avx512;
 pub(crate) mod peak;
 pub(crate) mod v256;
 pub(crate) mod v512;

@@ -272,7 +272,10 @@ unsafe impl Width for V256 {
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
         let ch = t.channels;
         assert!(
-            ch % 8 == 0 && t.row_sums.len() >= ch && t.scales.len() >= ch && t.init.len() >= ch
+            ch.is_multiple_of(8)
+                && t.row_sums.len() >= ch
+                && t.scales.len() >= ch
+                && t.init.len() >= ch
         );
         assert!(t.acc.len() >= t.out.rows() * ch && t.params.len() >= t.out.rows());
         // SAFETY: AVX2 and FMA (`self`); the slices were checked above.
@@ -370,7 +373,9 @@ impl V256 {
     /// The full-integer epilogue of a tile, 8 channels per vector (also the 512-bit width's).
     pub(crate) fn integer_tile(self, t: &mut IntegerTile<'_, '_>) {
         let ch = t.channels;
-        assert!(ch % 8 == 0 && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch);
+        assert!(
+            ch.is_multiple_of(8) && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch
+        );
         assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
         // SAFETY: AVX2 and FMA (`self`); the slices were checked above.
         unsafe {

@@ -51,7 +51,10 @@ unsafe impl Width for V512 {
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
         let ch = t.channels;
         assert!(
-            ch % 16 == 0 && t.row_sums.len() >= ch && t.scales.len() >= ch && t.init.len() >= ch
+            ch.is_multiple_of(16)
+                && t.row_sums.len() >= ch
+                && t.scales.len() >= ch
+                && t.init.len() >= ch
         );
         assert!(t.acc.len() >= t.out.rows() * ch && t.params.len() >= t.out.rows());
         // SAFETY: AVX-512 F (`self`); the slices were checked above.
@@ -60,7 +63,9 @@ unsafe impl Width for V512 {
 
     fn integer(self, t: &mut IntegerTile<'_, '_>) {
         let ch = t.channels;
-        assert!(ch % 16 == 0 && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch);
+        assert!(
+            ch.is_multiple_of(16) && t.fold.len() >= ch && t.m0.len() >= ch && t.shift.len() >= ch
+        );
         assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
         // SAFETY: AVX-512 F/BW (`self`); the slices were checked above.
         unsafe {

@@ -1,0 +1,124 @@
+//! The float layer's AVX-512 kernel (`f32-avx512`): one zmm register per panel row, tiles of
+//! up to 12 rows x 2 panels (24 accumulators, each panel row loaded once for all rows, the
+//! inputs broadcast from memory), one row x 8 panels (8 chains) for single rows, and masked
+//! stores for the last panel.
+
+use std::arch::x86_64::*;
+
+use crate::kernels::contract::{F32Kernel, F32Tile};
+
+/// Channels per panel (one zmm register).
+const NR: usize = 16;
+
+/// Panel bytes ahead of the current K step that a one-row tile prefetches (its weights
+/// stream from memory once).
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Proof that this CPU runs AVX-512 F.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct F32Avx512;
+
+// SAFETY: `new` checks AVX-512 F, which holds every instruction `tile` uses (FMA, masked
+// stores); `tile` reads and writes only what its `F32Tile` describes.
+unsafe impl F32Kernel for F32Avx512 {
+    const NAME: &'static str = "f32-avx512";
+    const ROWS: usize = 12;
+    const PANELS: usize = 2;
+    const ROW_PANELS: usize = 8;
+
+    fn new() -> Option<Self> {
+        is_x86_feature_detected!("avx512f").then_some(F32Avx512)
+    }
+
+    unsafe fn tile(self, t: &F32Tile) {
+        // SAFETY: holding `self` proves AVX-512 F; the caller guarantees `t`'s extents and
+        // bounds (m <= 12, np <= 2, or np <= 8 when m == 1).
+        unsafe {
+            match t.m {
+                1 => match t.np {
+                    8 => tile::<1, 8>(t),
+                    7 => tile::<1, 7>(t),
+                    6 => tile::<1, 6>(t),
+                    5 => tile::<1, 5>(t),
+                    4 => tile::<1, 4>(t),
+                    3 => tile::<1, 3>(t),
+                    2 => tile::<1, 2>(t),
+                    _ => tile::<1, 1>(t),
+                },
+                2 => panels::<2>(t),
+                3 => panels::<3>(t),
+                4 => panels::<4>(t),
+                5 => panels::<5>(t),
+                6 => panels::<6>(t),
+                7 => panels::<7>(t),
+                8 => panels::<8>(t),
+                9 => panels::<9>(t),
+                10 => panels::<10>(t),
+                11 => panels::<11>(t),
+                _ => panels::<12>(t),
+            }
+        }
+    }
+}
+
+/// `M` rows on one or two panels.
+///
+/// # Safety
+/// As [`tile`].
+#[target_feature(enable = "avx512f")]
+unsafe fn panels<const M: usize>(t: &F32Tile) {
+    // SAFETY: forwarded (the caller's contract).
+    unsafe {
+        if t.np >= 2 {
+            tile::<M, 2>(t)
+        } else {
+            tile::<M, 1>(t)
+        }
+    }
+}
+
+/// `M` rows x `P` panels: per K step, `P` panel loads, `M` broadcasts, `MP` FMAs.
+///
+/// # Safety
+/// AVX-512 F; `t.m == M`, `t.np == P` and `t`'s extents as [`F32Kernel::tile`] states.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const M: usize, const P: usize>(t: &F32Tile) {
+    let k = t.k;
+    let mut acc = [[_mm512_setzero_ps(); P]; M];
+    for p in 0..k {
+        // SAFETY: p < k keeps every panel read within `P * k * NR` values and every input read
+        // within `k * M` (the caller's extents); prefetches never fault.
+        unsafe {
+            let mut b = [_mm512_setzero_ps(); P];
+            for (q, bq) in b.iter_mut().enumerate() {
+                let w = t.panels.add(q * k * NR + p * NR);
+                if M == 1 {
+                    _mm_prefetch::<_MM_HINT_T0>(w.cast::<i8>().wrapping_add(PREFETCH_AHEAD));
+                }
+                *bq = _mm512_loadu_ps(w);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*t.x.add(p * M + r));
+                for (c, bq) in row.iter_mut().zip(&b) {
+                    *c = _mm512_fmadd_ps(a, *bq, *c);
+                }
+            }
+        }
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for (q, c) in row.iter().enumerate() {
+            let col0 = q * NR;
+            let cols = t.cols.saturating_sub(col0).min(NR);
+            // SAFETY: columns col0..col0 + cols of row r < M lie inside the tile's output; the
+            // masked store writes only the first `cols` lanes.
+            unsafe {
+                let o = t.out.add(r * t.ldo + col0);
+                if cols == NR {
+                    _mm512_storeu_ps(o, *c);
+                } else if cols > 0 {
+                    _mm512_mask_storeu_ps(o, ((1u32 << cols) - 1) as u16, *c);
+                }
+            }
+        }
+    }
+}
