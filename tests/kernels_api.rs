@@ -115,3 +115,73 @@ fn environment_override_is_honoured_and_checked() {
         "{text}"
     );
 }
+
+/// `hybridq bench --json` names the kernels it ran: the forced int8 kernel and the forced f32
+/// kernel, for every kernel of both registries this CPU runs.
+#[test]
+fn bench_reports_the_forced_kernels() {
+    let bench = |var: &str, value: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
+            .args([
+                "bench",
+                "--shapes",
+                "2x64x48",
+                "--threads",
+                "1",
+                "--seconds",
+                "0.01",
+                "--json",
+            ])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{var}={value}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for k in Kernel::available() {
+        let json = bench("HYBRIDQ_KERNEL", k.name());
+        assert!(
+            json.contains(&format!("\"kernel\": \"{}\"", k.name())),
+            "{k}: {json}"
+        );
+    }
+    for k in hybridq::FloatKernel::available() {
+        let json = bench("HYBRIDQ_F32_KERNEL", k.name());
+        assert!(
+            json.contains(&format!("\"kernel\": \"{}\"", k.name())),
+            "{k}: {json}"
+        );
+    }
+}
+
+/// A reader that goes away (`hybridq bench | head -1`) ends the command quietly, not with a
+/// panic.
+#[test]
+fn bench_survives_a_closed_pipe() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
+        .args([
+            "bench",
+            "--shapes",
+            "1x64x64,2x64x64",
+            "--threads",
+            "1",
+            "--seconds",
+            "0.02",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("panicked"),
+        "{:?}: {err}",
+        out.status
+    );
+}

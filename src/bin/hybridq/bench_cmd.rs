@@ -141,13 +141,13 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         }
     }
     if opts.json {
-        println!("{}", to_json(&rows));
+        say!("{}", to_json(&rows));
     } else {
         eprintln!();
         print_table(&rows);
         for (kernel, peak) in &peaks {
             if let Some(p) = peak {
-                println!(
+                say!(
                     "({kernel} int8 peak, measured on one core: {p:.1} GOP/s; % peak = GOP/s over \
                      that peak times the threads asked for, counted as cores: it reads low where \
                      threads share a core (SMT) or a small call uses fewer tasks)"
@@ -168,14 +168,21 @@ pub fn list_kernels() {
         } else {
             ""
         };
-        println!("{}{mark}{exp}", k.name());
+        say!("{}{mark}{exp}", k.name());
     }
 }
 
 fn print_table(rows: &[Row]) {
-    println!(
+    say!(
         "{:<16} {:>7} {:<7} {:<15} {:>12} {:>9} {:>7} {:>13}",
-        "shape BxKxN", "threads", "impl", "kernel", "median us", "GOP/s", "% peak", "hybrid/float"
+        "shape BxKxN",
+        "threads",
+        "impl",
+        "kernel",
+        "median us",
+        "GOP/s",
+        "% peak",
+        "hybrid/float"
     );
     for pair in rows.chunks(2) {
         let ratio = pair[0].median_us / pair[1].median_us;
@@ -188,7 +195,7 @@ fn print_table(rows: &[Row]) {
             let of_peak = r
                 .of_peak()
                 .map_or(String::new(), |f| format!("{:.0}", 100.0 * f));
-            println!(
+            say!(
                 "{:<16} {:>7} {:<7} {:<15} {:>12.1} {:>9.1} {:>7} {:>13}",
                 r.shape.label(),
                 r.threads,
@@ -201,7 +208,7 @@ fn print_table(rows: &[Row]) {
             );
         }
     }
-    println!("(hybrid/float is the time ratio: below 1 means hybrid is faster)");
+    say!("(hybrid/float is the time ratio: below 1 means hybrid is faster)");
 }
 
 fn to_json(rows: &[Row]) -> String {

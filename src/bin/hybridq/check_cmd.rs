@@ -59,7 +59,7 @@ pub fn check_all(
             }
         };
         if print {
-            println!("{line}");
+            say!("{line}");
         }
     }
     Ok(summary)
@@ -67,7 +67,7 @@ pub fn check_all(
 
 pub fn run(paths: &[PathBuf], limits: ReadLimits, options: CheckOptions) -> Result<ExitCode> {
     let summary = check_all(paths, limits, options, true)?;
-    println!("{} passed, {} failed", summary.passed, summary.failed);
+    say!("{} passed, {} failed", summary.passed, summary.failed);
     Ok(if summary.failed == 0 && summary.passed > 0 {
         ExitCode::SUCCESS
     } else {

@@ -85,15 +85,20 @@ pub fn run(
     let x = Array2::from_shape_fn((batch, k), |_| normal(&mut rng));
     let calibration = Array2::from_shape_fn((64, k), |_| normal(&mut rng));
 
-    println!("hybridq compare: a {k} -> {n} dense layer, batch {batch}, weights {source}");
-    println!(
+    say!("hybridq compare: a {k} -> {n} dense layer, batch {batch}, weights {source}");
+    say!(
         "(errors against the float32 layer; the full-integer mode's input and output ranges \
          come from min/max calibration on 64 other rows)"
     );
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<30} {:>12} {:>12} {:>9} {:>13} {:>11}",
-        "mode", "max abs err", "max rel err", "SQNR dB", "weight bytes", "median us"
+        "mode",
+        "max abs err",
+        "max rel err",
+        "SQNR dB",
+        "weight bytes",
+        "median us"
     );
     let xs = x.as_slice().expect("standard layout");
     let mut reference: Option<Vec<f32>> = None;
@@ -110,7 +115,7 @@ pub fn run(
         let t = median_us(|| built.layer.forward_rows(xs, batch, &mut out, &mut scratch))?;
         let reference = reference.get_or_insert_with(|| out.clone());
         let s = ErrorStats::compare(reference, &out);
-        println!(
+        say!(
             "{:<30} {:>12.3e} {:>12.3e} {:>9.1} {:>13} {:>11.1}",
             mode.name(),
             s.max_abs,

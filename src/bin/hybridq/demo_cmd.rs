@@ -20,7 +20,7 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
     let bias = Array1::from_shape_fn(n, |_| rng.random_range(-0.1f32..0.1));
     let x = Array2::from_shape_fn((batch, k), |_| rng.random_range(-3.0f32..3.0));
 
-    println!(
+    say!(
         "hybridq demo: a {k} -> {n} dense layer, batch {batch}, random weights and inputs (seed 7)"
     );
     let float = FloatLinear::new(w.view(), Some(bias.view()), Default::default())?;
@@ -32,14 +32,22 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
             .forward_into(x.view(), out.view_mut(), &mut scratch)
             .expect("valid shapes")
     });
-    println!();
-    println!(
+    say!();
+    say!(
         "{:<34} {:>12} {:>12} {:>10} {:>12}",
-        "layer", "max abs err", "max rel err", "SQNR dB", "median us"
+        "layer",
+        "max abs err",
+        "max rel err",
+        "SQNR dB",
+        "median us"
     );
-    println!(
+    say!(
         "{:<34} {:>12} {:>12} {:>10} {:>12.1}",
-        "float (f32)", "-", "-", "-", t_float
+        "float (f32)",
+        "-",
+        "-",
+        "-",
+        t_float
     );
     for (label, granularity, flavour, asym) in [
         (
@@ -83,20 +91,23 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
                 .forward_into(x.view(), out.view_mut(), &mut scratch)
                 .expect("valid shapes")
         });
-        println!(
+        say!(
             "{label:<34} {:>12.3e} {:>12.3e} {:>10.1} {:>12.1}",
-            s.max_abs, s.max_rel, s.sqnr_db, t
+            s.max_abs,
+            s.max_rel,
+            s.sqnr_db,
+            t
         );
     }
-    println!();
-    println!(
+    say!();
+    say!(
         "weights: float {} bytes, int8 {} bytes",
         4 * n * k,
         n * k + 4 * n
     );
-    println!();
+    say!();
     if fixtures.is_dir() {
-        println!("fixtures made by TFLite 2.21 ({}):", fixtures.display());
+        say!("fixtures made by TFLite 2.21 ({}):", fixtures.display());
         let summary = crate::check_cmd::check_all(
             &[fixtures.to_path_buf()],
             hybridq::npz::ReadLimits::with_total(hybridq::fixture::MAX_CASE_BYTES),
@@ -114,24 +125,25 @@ pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode
             .map(|r| r.vs_float.sqnr_db)
             .fold(f64::INFINITY, f64::min);
         let hybrid_passed = summary.reports.iter().filter(|r| r.passed()).count();
-        println!(
+        say!(
             "  hybrid cases, bit-exact vs TFLite built-in and XNNPACK: {hybrid_passed} of {}",
             summary.reports.len()
         );
-        println!(
+        say!(
             "  full-integer cases, bit-exact vs TFLite's int8 kernel: {} passed",
             summary.integer_passed
         );
-        println!(
+        say!(
             "  all cases: {} passed, {} failed",
-            summary.passed, summary.failed
+            summary.passed,
+            summary.failed
         );
-        println!("  hybrid error vs TFLite float model: largest max_rel {worst_rel:.3e}, lowest SQNR {min_sqnr:.1} dB");
+        say!("  hybrid error vs TFLite float model: largest max_rel {worst_rel:.3e}, lowest SQNR {min_sqnr:.1} dB");
         if summary.failed > 0 {
             return Ok(ExitCode::FAILURE);
         }
     } else {
-        println!("no fixture directory at {}: skipped", fixtures.display());
+        say!("no fixture directory at {}: skipped", fixtures.display());
     }
     Ok(ExitCode::SUCCESS)
 }

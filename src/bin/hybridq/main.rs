@@ -1,5 +1,16 @@
 //! `hybridq`: check golden cases, demonstrate and compare the hybrid layer.
 
+/// `println!` that ends the process quietly when stdout is a closed pipe (`hybridq bench |
+/// head`), where `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod bench_cmd;
 mod check_cmd;
 mod compare_cmd;
