@@ -172,12 +172,15 @@ def main():
                     "hybridq_float": hq["float"]["median_us"],
                 }
                 kernel = hq["hybrid"]["kernel"]
+                float_kernel = hq["float"]["kernel"]
                 for key, v in r.items():
                     samples.setdefault((shape, t), {}).setdefault(key, []).append(v)
                 print(f"  round {round_ + 1}/{args.rounds}: {shape} threads {t}", file=sys.stderr, flush=True)
     for _, _, _, _, f32_path, q_path in cases:
         os.remove(f32_path)
         os.remove(q_path)
+    print(f"\nCPU: {cpu}; hybridq kernels: hybrid {kernel}, float {float_kernel} "
+          "(HYBRIDQ_KERNEL / HYBRIDQ_F32_KERNEL force others)")
     table = []
     for label, reduce in [(f"median of {args.rounds} rounds", statistics.median),
                           (f"best (minimum) of {args.rounds} rounds", min)]:
@@ -186,7 +189,7 @@ def main():
         rows = print_table({key: {e: reduce(v) for e, v in engines.items()}
                             for key, engines in samples.items()})
         if not table:
-            table = [dict(row, hybridq_kernel=kernel, rounds=samples[(row["shape"], row["threads"])])
+            table = [dict(row, hybridq_kernel=kernel, hybridq_float_kernel=float_kernel, rounds=samples[(row["shape"], row["threads"])])
                      for row in rows]
     if args.json:
         with open(args.json, "w") as f:
