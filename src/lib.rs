@@ -47,15 +47,18 @@
 
 pub mod activation;
 pub mod bound;
+#[cfg(feature = "npz")]
 pub mod check;
 mod engine;
 pub mod error;
+#[cfg(feature = "npz")]
 pub mod fixture;
 pub mod flavour;
 mod gemm;
 pub mod integer;
 mod kernels;
 pub mod layer;
+#[cfg(feature = "npz")]
 pub mod npz;
 pub mod quantize;
 pub mod stats;

@@ -1,4 +1,5 @@
 //! Every shipped golden case (made by the real TFLite 2.21) through the library, bit for bit.
+#![cfg(feature = "npz")]
 
 use std::path::PathBuf;
 

@@ -2,6 +2,7 @@
 //! Neoverse-N1, `fixtures/generate_arm64.py`): each passes with its build's flavours, fails
 //! with the others (the sets tell the builds apart), covers every branch of the built-in
 //! kernel's sdot / ruy / C-loop choice, and `hybridq check --flavour` selects flavours.
+#![cfg(feature = "cli")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,6 +1,7 @@
 //! Hostile inputs to `hybridq check` and the case reader (issue 8): archives larger than the
 //! limit, keys checked before any data is read, symbolic-link loops, FIFOs, paths deeper than
 //! PATH_MAX. Each is a failed case with a reason, found in bounded time and memory.
+#![cfg(feature = "cli")]
 
 use std::fs;
 use std::io::Write;

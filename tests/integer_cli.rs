@@ -1,4 +1,5 @@
 //! The CLI: `hybridq check` on int8 cases, `hybridq compare` on a small layer.
+#![cfg(feature = "cli")]
 
 use std::process::Command;
 

@@ -1,5 +1,6 @@
 //! The full-integer layer: every int8 fixture made by TFLite 2.21 bit for bit, the fixture set
 //! covers what the issue asks, an independent f64 reference, and bad input as typed errors.
+#![cfg(feature = "npz")]
 
 use std::fs;
 use std::path::{Path, PathBuf};

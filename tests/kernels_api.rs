@@ -89,6 +89,7 @@ fn layer_is_send_sync_and_reports_its_kernel_and_threads() {
 /// of silently running another kernel (checked through the CLI, since the variable is read
 /// once per process).
 #[test]
+#[cfg(feature = "cli")]
 fn environment_override_is_honoured_and_checked() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hybrid");
     let run = |value: &str| {
@@ -119,6 +120,7 @@ fn environment_override_is_honoured_and_checked() {
 /// `hybridq bench --json` names the kernels it ran: the forced int8 kernel and the forced f32
 /// kernel, for every kernel of both registries this CPU runs.
 #[test]
+#[cfg(feature = "cli")]
 fn bench_reports_the_forced_kernels() {
     let bench = |var: &str, value: &str| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
@@ -161,6 +163,7 @@ fn bench_reports_the_forced_kernels() {
 /// A reader that goes away (`hybridq bench | head -1`) ends the command quietly, not with a
 /// panic.
 #[test]
+#[cfg(feature = "cli")]
 fn bench_survives_a_closed_pipe() {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
         .args([

@@ -1,6 +1,7 @@
 //! The golden fixtures (made by the real TFLite 2.21 on x86-64, and by LiteRT 2.3.0 on two
 //! emulated AArch64 cores) with every kernel this CPU can run forced in turn: each must
 //! reproduce `expected` and `expected_xnnpack` bit for bit in the flavours of its build.
+#![cfg(feature = "npz")]
 
 use std::path::PathBuf;
 

@@ -1,5 +1,6 @@
 //! Every kind of malformed case file is a failed case with a message that says why: never a
 //! panic, never a huge allocation. Checked through the library and through `hybridq check`.
+#![cfg(feature = "cli")]
 
 use std::fs;
 use std::io::Write;
