@@ -122,6 +122,28 @@ pub enum Error {
         message: String,
     },
 
+    /// A tensor a model needs is not in its tensor set.
+    #[error("{op}: no tensor named `{name}`")]
+    MissingTensor {
+        /// The operation that looked it up.
+        op: &'static str,
+        /// The name asked for.
+        name: String,
+    },
+
+    /// A tensor has a dtype or rank its use does not accept.
+    #[error("{op}: tensor `{name}` is {got}, expected {expected}")]
+    TensorKind {
+        /// The operation that refused it.
+        op: &'static str,
+        /// The tensor.
+        name: String,
+        /// What was expected (`f32, f16 or bf16`, `rank 2`).
+        expected: String,
+        /// What the tensor is.
+        got: String,
+    },
+
     /// A file could not be read, or it is not a valid case or tensor file.
     #[error("{path}: {message}")]
     File {

@@ -31,12 +31,14 @@
 //! ```
 //!
 //! Modules: [`quantize`] (weights and input rows), [`layer`] (the hybrid and float layers),
-//! [`fixture`] and [`check`] (golden cases made by the real TFLite), [`stats`] (error against
+//! `model` (float tensors from safetensors files; feature `safetensors`), `fixture` and
+//! `check` (golden cases made by the real TFLite; feature `npz`), [`stats`] (error against
 //! float).
 //!
 //! The integer product, input quantization and epilogue run on a [`Kernel`] chosen once per
-//! layer from what the CPU has (AVX2 + FMA on x86-64, else the portable scalar reference);
-//! every kernel gives the same bits, for any thread count.
+//! layer from what the CPU has (AMX, AVX-512 VNNI, AVX-VNNI or AVX2 on x86-64, else the
+//! portable scalar reference), the float layer on a [`FloatKernel`]; every kernel gives the
+//! same bits, for any thread count.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
@@ -58,6 +60,8 @@ mod gemm;
 pub mod integer;
 mod kernels;
 pub mod layer;
+#[cfg(feature = "safetensors")]
+pub mod model;
 #[cfg(feature = "npz")]
 pub mod npz;
 pub mod quantize;

@@ -1,0 +1,192 @@
+//! Named float tensors loaded from a safetensors file.
+//!
+//! The file is read whole (its size is known before anything is allocated, and no tensor is
+//! larger than the file), its header is validated by the `safetensors` crate (offsets inside
+//! the data, sizes matching dtype x shape, no overlap), and every tensor of a float dtype
+//! (f32, f16, bf16) is widened to f32, which is exact for all three. Tensors of other dtypes
+//! are listed but cannot be read as floats.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ndarray::{ArrayView2, ArrayViewD, IxDyn};
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{Error, Result};
+
+/// The float dtype a tensor was stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceDtype {
+    /// IEEE binary32.
+    F32,
+    /// IEEE binary16.
+    F16,
+    /// bfloat16 (the top half of an f32).
+    Bf16,
+}
+
+/// A tensor widened to f32, with the dtype it was stored in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatTensor {
+    /// The shape (row-major).
+    pub shape: Vec<usize>,
+    /// The values, `shape.iter().product()` of them.
+    pub data: Vec<f32>,
+    /// The stored dtype.
+    pub dtype: SourceDtype,
+}
+
+impl FloatTensor {
+    /// The tensor as an n-dimensional view.
+    pub fn view(&self) -> ArrayViewD<'_, f32> {
+        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data).expect("shape matches data")
+    }
+}
+
+/// The float tensors of a file, by name (tensors of other dtypes are not kept, but named in
+/// [`TensorSet::skipped`]).
+///
+/// ```
+/// use hybridq::model::TensorSet;
+/// // A safetensors file: 8-byte header length, JSON header, data (two f32: 1.0, -2.0).
+/// let header = br#"{"w":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}"#;
+/// let mut file = (header.len() as u64).to_le_bytes().to_vec();
+/// file.extend_from_slice(header);
+/// file.extend_from_slice(&1.0f32.to_le_bytes());
+/// file.extend_from_slice(&(-2.0f32).to_le_bytes());
+/// let set = TensorSet::from_bytes(&file).unwrap();
+/// assert_eq!(set.matrix("w").unwrap(), ndarray::array![[1.0f32, -2.0]]);
+/// assert!(set.matrix("missing").is_err());
+/// assert!(TensorSet::from_bytes(&file[..file.len() - 1]).is_err()); // truncated
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct TensorSet {
+    tensors: BTreeMap<String, FloatTensor>,
+    skipped: BTreeMap<String, String>,
+}
+
+impl TensorSet {
+    /// Parses a safetensors file held in memory.
+    ///
+    /// Errors: [`Error::File`] (path `<memory>`) for a truncated or corrupt file.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::parse(bytes, Path::new("<memory>"))
+    }
+
+    /// Reads and parses the safetensors file at `path`.
+    ///
+    /// Errors: [`Error::File`] for an unreadable, truncated or corrupt file, or a path that
+    /// is not a regular file.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file_error = |message: String| Error::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(file_error("not a regular file".into()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| file_error(e.to_string()))?;
+        Self::parse(&bytes, path)
+    }
+
+    fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| Error::File {
+            path: path.to_path_buf(),
+            message: format!("not a valid safetensors file: {e}"),
+        })?;
+        let mut set = TensorSet::default();
+        for (name, view) in st.iter() {
+            let data = view.data();
+            let (dtype, values) = match view.dtype() {
+                Dtype::F32 => (SourceDtype::F32, widen(data, f32::from_le_bytes)),
+                Dtype::F16 => (
+                    SourceDtype::F16,
+                    widen(data, |[a, b]| half::f16::from_le_bytes([a, b]).to_f32()),
+                ),
+                Dtype::BF16 => (
+                    SourceDtype::Bf16,
+                    widen(data, |[a, b]| half::bf16::from_le_bytes([a, b]).to_f32()),
+                ),
+                other => {
+                    set.skipped.insert(name.to_string(), format!("{other:?}"));
+                    continue;
+                }
+            };
+            let tensor = FloatTensor {
+                shape: view.shape().to_vec(),
+                data: values,
+                dtype,
+            };
+            set.tensors.insert(name.to_string(), tensor);
+        }
+        Ok(set)
+    }
+
+    /// The float tensor `name`.
+    ///
+    /// Errors: [`Error::MissingTensor`], or [`Error::TensorKind`] when the file holds it in a
+    /// dtype that is not a float.
+    pub fn get(&self, name: &str) -> Result<&FloatTensor> {
+        const OP: &str = "TensorSet::get";
+        if let Some(t) = self.tensors.get(name) {
+            return Ok(t);
+        }
+        match self.skipped.get(name) {
+            Some(dtype) => Err(Error::TensorKind {
+                op: OP,
+                name: name.to_string(),
+                expected: "f32, f16 or bf16".into(),
+                got: dtype.clone(),
+            }),
+            None => Err(Error::MissingTensor {
+                op: OP,
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// The rank-2 float tensor `name` (a weight matrix `[N, K]`).
+    ///
+    /// Errors: as [`TensorSet::get`], and [`Error::TensorKind`] for another rank.
+    pub fn matrix(&self, name: &str) -> Result<ArrayView2<'_, f32>> {
+        let t = self.get(name)?;
+        match *t.shape {
+            [n, k] => Ok(ArrayView2::from_shape((n, k), &t.data).expect("shape matches data")),
+            _ => Err(Error::TensorKind {
+                op: "TensorSet::matrix",
+                name: name.to_string(),
+                expected: "rank 2".into(),
+                got: format!("rank {} {:?}", t.shape.len(), t.shape),
+            }),
+        }
+    }
+
+    /// The names of the float tensors, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
+    /// The tensors of other dtypes: name and dtype.
+    pub fn skipped(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.skipped.iter().map(|(n, d)| (n.as_str(), d.as_str()))
+    }
+
+    /// The number of float tensors.
+    pub fn len(&self) -> usize {
+        self.tensors.len()
+    }
+
+    /// Whether the set holds no float tensor.
+    pub fn is_empty(&self) -> bool {
+        self.tensors.is_empty()
+    }
+}
+
+/// Little-endian values of `N` bytes each, widened by `f`.
+fn widen<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
+    data.chunks_exact(N)
+        .map(|c| f(c.try_into().expect("N bytes")))
+        .collect()
+}

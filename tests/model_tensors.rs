@@ -1,0 +1,153 @@
+//! Float tensors from safetensors files: f32, f16 and bf16 widened exactly, typed errors for a
+//! missing tensor, a wrong dtype or rank, and truncated, corrupt or hostile files.
+#![cfg(feature = "safetensors")]
+
+use hybridq::model::{SourceDtype, TensorSet};
+use hybridq::Error;
+
+/// A safetensors file from `(name, dtype, shape, bytes)` entries, laid out back to back.
+fn file(entries: &[(&str, &str, &[usize], Vec<u8>)]) -> Vec<u8> {
+    let mut header = String::from("{");
+    let mut data = Vec::new();
+    for (i, (name, dtype, shape, bytes)) in entries.iter().enumerate() {
+        let (start, end) = (data.len(), data.len() + bytes.len());
+        data.extend_from_slice(bytes);
+        if i > 0 {
+            header.push(',');
+        }
+        header.push_str(&format!(
+            r#""{name}":{{"dtype":"{dtype}","shape":{shape:?},"data_offsets":[{start},{end}]}}"#
+        ));
+    }
+    header.push('}');
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+fn le<T: Copy, const N: usize>(values: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    values.iter().flat_map(|&v| f(v)).collect()
+}
+
+#[test]
+fn float_dtypes_are_widened_exactly() {
+    let f32s = [1.5f32, -0.0, f32::MAX, f32::MIN_POSITIVE / 8.0, -3.25, 7.0];
+    let f16s: Vec<half::f16> = [0.5f32, -65504.0, 6.1e-5, 1.0 / 3.0]
+        .iter()
+        .map(|&v| half::f16::from_f32(v))
+        .collect();
+    let bf16s: Vec<half::bf16> = [3.0e38f32, -1.0e-38, 0.1]
+        .iter()
+        .map(|&v| half::bf16::from_f32(v))
+        .collect();
+    let bytes = file(&[
+        ("a.weight", "F32", &[2, 3], le(&f32s, f32::to_le_bytes)),
+        ("b", "F16", &[4], le(&f16s, half::f16::to_le_bytes)),
+        ("c", "BF16", &[1, 3], le(&bf16s, half::bf16::to_le_bytes)),
+    ]);
+    let set = TensorSet::from_bytes(&bytes).unwrap();
+    assert_eq!(set.names().collect::<Vec<_>>(), ["a.weight", "b", "c"]);
+    let a = set.matrix("a.weight").unwrap();
+    assert_eq!(a.dim(), (2, 3));
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(a.as_slice().unwrap()), bits(&f32s));
+    let b = set.get("b").unwrap();
+    assert_eq!(b.dtype, SourceDtype::F16);
+    assert_eq!(
+        bits(&b.data),
+        bits(&f16s.iter().map(|v| v.to_f32()).collect::<Vec<_>>())
+    );
+    let c = set.get("c").unwrap();
+    assert_eq!(c.dtype, SourceDtype::Bf16);
+    // bf16 -> f32 is the 16 bits shifted up: exact.
+    let want: Vec<u32> = bf16s.iter().map(|v| (v.to_bits() as u32) << 16).collect();
+    assert_eq!(bits(&c.data), want);
+    assert_eq!(c.view().shape(), &[1, 3]);
+}
+
+#[test]
+fn missing_tensors_wrong_dtypes_and_ranks_are_typed_errors() {
+    let bytes = file(&[
+        ("ids", "I32", &[2], le(&[1i32, 2], i32::to_le_bytes)),
+        ("v", "F32", &[3], le(&[1.0f32, 2.0, 3.0], f32::to_le_bytes)),
+    ]);
+    let set = TensorSet::from_bytes(&bytes).unwrap();
+    assert_eq!(set.len(), 1);
+    assert_eq!(set.skipped().collect::<Vec<_>>(), [("ids", "I32")]);
+    match set.get("nope") {
+        Err(Error::MissingTensor { name, .. }) => assert_eq!(name, "nope"),
+        other => panic!("{other:?}"),
+    }
+    match set.get("ids") {
+        Err(Error::TensorKind { name, got, .. }) => {
+            assert_eq!((name.as_str(), got.as_str()), ("ids", "I32"))
+        }
+        other => panic!("{other:?}"),
+    }
+    match set.matrix("v") {
+        Err(e @ Error::TensorKind { .. }) => assert!(e.to_string().contains("rank 1"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn truncated_corrupt_and_hostile_files_are_file_errors() {
+    let good = file(&[("w", "F32", &[4, 4], le(&[0.25f32; 16], f32::to_le_bytes))]);
+    assert!(TensorSet::from_bytes(&good).is_ok());
+    // Every truncation.
+    for len in 0..good.len() {
+        match TensorSet::from_bytes(&good[..len]) {
+            Err(Error::File { .. }) => {}
+            other => panic!("truncated to {len}: {other:?}"),
+        }
+    }
+    // Every single-byte corruption: an error or a valid set, never a panic.
+    for i in 0..good.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = good.clone();
+            bad[i] ^= flip;
+            let _ = TensorSet::from_bytes(&bad);
+        }
+    }
+    // A header length of 2^64 - 1, and a tensor declaring more data than the file holds.
+    let mut huge = u64::MAX.to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    assert!(matches!(
+        TensorSet::from_bytes(&huge),
+        Err(Error::File { .. })
+    ));
+    let lying = file(&[("w", "F32", &[1 << 40, 1 << 20], vec![0; 16])]);
+    assert!(matches!(
+        TensorSet::from_bytes(&lying),
+        Err(Error::File { .. })
+    ));
+    // Overlapping offsets and a shape whose size overflows.
+    let overflow = file(&[("w", "F32", &[usize::MAX, 2], vec![0; 8])]);
+    assert!(matches!(
+        TensorSet::from_bytes(&overflow),
+        Err(Error::File { .. })
+    ));
+}
+
+#[test]
+fn paths_that_are_not_files_are_file_errors() {
+    let dir = std::env::temp_dir();
+    assert!(matches!(TensorSet::read(&dir), Err(Error::File { .. })));
+    assert!(matches!(
+        TensorSet::read(dir.join("hybridq-no-such-file.safetensors")),
+        Err(Error::File { .. })
+    ));
+    let path = dir.join(format!(
+        "hybridq-tensors-{}.safetensors",
+        std::process::id()
+    ));
+    std::fs::write(
+        &path,
+        file(&[("w", "F32", &[1, 1], le(&[2.0f32], f32::to_le_bytes))]),
+    )
+    .unwrap();
+    let set = TensorSet::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(set.matrix("w").unwrap()[[0, 0]], 2.0);
+}
