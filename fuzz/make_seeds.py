@@ -77,6 +77,17 @@ def write(target, name, data):
         f.write(data)
 
 
+def safetensors_file(entries):
+    """A safetensors file from (name, dtype, shape, raw bytes) entries, laid out back to back."""
+    header, data = {}, b""
+    for name, dtype, shape, raw in entries:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = "{" + ",".join('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}' % (
+        n, h["dtype"], ",".join(str(v) for v in h["shape"]), *h["data_offsets"]) for n, h in header.items()) + "}"
+    return struct.pack("<Q", len(text)) + text.encode() + data
+
+
 def main():
     for rel in CASES:
         path = os.path.join(FIXTURES, rel)
@@ -89,6 +100,13 @@ def main():
         write("case_entries", stem + "_deflated", entries_format(path, True))
         for n, b in entries(path):
             write("npy", stem + "_" + n[:-4], structured(b))
+    write("safetensors", "f32_matrix", safetensors_file(
+        [("dense.weight", "F32", [3, 4], struct.pack("<12f", *[i / 4 - 1 for i in range(12)]))]))
+    write("safetensors", "mixed", safetensors_file([
+        ("a", "F16", [2, 2], struct.pack("<4e", 0.5, -2.0, 65504.0, 6e-5)),
+        ("b", "BF16", [4], struct.pack("<4H", 0x3f80, 0xbf80, 0x7f7f, 0x0001)),
+        ("ids", "I32", [2], struct.pack("<2i", 7, -7)),
+        ("bias", "F32", [2], struct.pack("<2f", 0.25, -0.25))]))
     print("seeds written under", os.path.join(HERE, "seeds"))
 
 
