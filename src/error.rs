@@ -212,6 +212,18 @@ impl Error {
         }
     }
 
+    /// Shorthand for [`Error::KernelUnavailable`]: kernel `name` was asked for, `available`
+    /// are the names this CPU runs.
+    pub(crate) fn kernel_unavailable<'a>(
+        name: &str,
+        available: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        Error::KernelUnavailable {
+            name: name.to_string(),
+            available: available.into_iter().collect::<Vec<_>>().join(", "),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidArgument`].
     pub(crate) fn invalid(op: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidArgument {

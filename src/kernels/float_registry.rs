@@ -174,15 +174,15 @@ impl FloatKernel {
     }
 }
 
-fn unavailable(name: &str) -> Error {
-    Error::KernelUnavailable {
-        name: name.to_string(),
-        available: FloatKernel::available()
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+impl FloatKernel {
+    /// The [`Error::KernelUnavailable`] for this kernel, listing the ones this CPU runs.
+    pub(crate) fn unavailable_error(self) -> Error {
+        unavailable(self.name())
     }
+}
+
+fn unavailable(name: &str) -> Error {
+    Error::kernel_unavailable(name, FloatKernel::available().iter().map(|k| k.name()))
 }
 
 impl fmt::Display for FloatKernel {

@@ -218,14 +218,7 @@ impl Kernel {
 }
 
 fn unavailable(name: &str) -> Error {
-    Error::KernelUnavailable {
-        name: name.to_string(),
-        available: Kernel::available()
-            .iter()
-            .map(|k| k.name())
-            .collect::<Vec<_>>()
-            .join(", "),
-    }
+    Error::kernel_unavailable(name, Kernel::available().iter().map(|k| k.name()))
 }
 
 impl fmt::Display for Kernel {

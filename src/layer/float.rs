@@ -173,12 +173,10 @@ impl Linear for FloatLinear {
                     threads: self.threads,
                     interleaved: &mut scratch.interleaved,
                 };
+                // `self.kernel` was resolved when the layer was built, so this CPU runs it.
                 self.kernel
                     .visit(call)
-                    .ok_or_else(|| Error::KernelUnavailable {
-                        name: self.kernel.name().to_string(),
-                        available: String::new(),
-                    })?;
+                    .ok_or_else(|| self.kernel.unavailable_error())?;
             }
             FloatWeights::RowMajor(w) => {
                 crate::gemm::float_portable::matmul_xwt(rows, k, n, x, w, out, self.threads)
