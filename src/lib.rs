@@ -69,6 +69,7 @@ pub mod stats;
 pub mod toolkit;
 
 pub use activation::Activation;
+pub use engine::row_quantizer::RowQuantizer;
 pub use error::{Error, Result};
 pub use flavour::Flavour;
 pub use kernels::{FloatKernel, Kernel, F32_KERNEL_ENV, KERNEL_ENV};

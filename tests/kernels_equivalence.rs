@@ -141,3 +141,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
+
+    /// `RowQuantizer` (the public view of a kernel's input step) gives `quantize_row`'s
+    /// parameters and values on every kernel, for rows of any length and magnitude; a
+    /// non-finite value is a typed error.
+    #[test]
+    fn every_row_quantizer_equals_quantize_row(
+        row in (1usize..=300).prop_flat_map(inputs),
+        flavour in prop::sample::select(Flavour::ALL.to_vec()),
+        asym in any::<bool>(),
+    ) {
+        let mut want = vec![0i8; row.len()];
+        let params = hybridq::quantize::inputs::quantize_row(flavour, asym, &row, &mut want);
+        for kernel in Kernel::available() {
+            let mut q = hybridq::RowQuantizer::new(kernel, flavour, asym).unwrap();
+            prop_assert_eq!(q.quantize(&row).unwrap(), params, "{}", kernel);
+            prop_assert_eq!(q.values(), want.clone(), "{}", kernel);
+            let mut bad = row.clone();
+            bad[row.len() / 2] = f32::NAN;
+            let is_non_finite = matches!(q.quantize(&bad), Err(hybridq::Error::NonFinite { .. }));
+            prop_assert!(is_non_finite, "{}", kernel);
+        }
+    }
+}

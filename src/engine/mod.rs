@@ -7,6 +7,7 @@
 
 pub(crate) mod hybrid;
 pub(crate) mod integer;
+pub(crate) mod row_quantizer;
 
 use std::sync::Arc;
 

@@ -194,8 +194,8 @@ pub struct IntegerLinear {
     act_max: i32,
     rounding: Rounding,
     threads: usize,
-    /// The int8 product on the layer's kernel, shared by clones.
-    engine: Arc<dyn IntegerProduct>,
+    /// The int8 product on the layer's kernel, shared by clones (always `Some` once built).
+    engine: Option<Arc<dyn IntegerProduct>>,
 }
 
 impl IntegerLinear {
@@ -268,24 +268,8 @@ impl IntegerLinear {
                 .collect()
         };
         let (act_min, act_max) = activation_range(activation, output.scale, output.zero_point);
-        let multiplier = |c: usize| multipliers[if multipliers.len() == 1 { 0 } else { c }];
-        let params = IntegerParams {
-            weights: weights.clone(),
-            n,
-            k,
-            row_sums: row_sums.clone(),
-            bias: bias.clone().unwrap_or_else(|| vec![0; n]),
-            m0: (0..n).map(|c| multiplier(c).m0()).collect(),
-            shift: (0..n).map(|c| multiplier(c).shift()).collect(),
-            input_zero_point: input.zero_point,
-            output_zero_point: output.zero_point,
-            act_min,
-            act_max,
-        };
         let kernel = Kernel::resolve(None)?;
-        let engine = crate::engine::build_integer(kernel, &params)
-            .ok_or_else(|| Error::invalid(OP, format!("kernel {kernel} could not be built")))?;
-        Ok(Self {
+        let mut layer = Self {
             weights,
             n,
             k,
@@ -300,8 +284,31 @@ impl IntegerLinear {
             act_max,
             rounding: Rounding::Ruy,
             threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
-            engine,
-        })
+            engine: None,
+        };
+        layer.engine = Some(layer.build_engine(kernel)?);
+        Ok(layer)
+    }
+
+    /// The engine of this layer's parameters on `kernel`.
+    fn build_engine(&self, kernel: Kernel) -> Result<Arc<dyn IntegerProduct>> {
+        let m = &self.multipliers;
+        let multiplier = |c: usize| m[if m.len() == 1 { 0 } else { c }];
+        let params = IntegerParams {
+            weights: self.weights.clone(),
+            n: self.n,
+            k: self.k,
+            row_sums: self.row_sums.clone(),
+            bias: self.bias.clone().unwrap_or_else(|| vec![0; self.n]),
+            m0: (0..self.n).map(|c| multiplier(c).m0()).collect(),
+            shift: (0..self.n).map(|c| multiplier(c).shift()).collect(),
+            input_zero_point: self.input.zero_point,
+            output_zero_point: self.output.zero_point,
+            act_min: self.act_min,
+            act_max: self.act_max,
+        };
+        let kernel = kernel.check_available()?;
+        crate::engine::build_integer(kernel, &params).ok_or_else(|| kernel.unavailable_error())
     }
 
     /// Quantizes float weights (symmetric int8, the converter's rule) and bias
@@ -368,7 +375,34 @@ impl IntegerLinear {
     /// The kernel the layer's integer product runs on (chosen as for the hybrid layer:
     /// `HYBRIDQ_KERNEL`, else [`Kernel::detect`]).
     pub fn kernel(&self) -> Kernel {
-        self.engine.kernel()
+        self.engine().kernel()
+    }
+
+    /// The same layer on another int8 kernel (the same integers: every kernel computes the
+    /// reference's bits).
+    ///
+    /// Errors: [`Error::KernelUnavailable`] if this CPU cannot run it.
+    ///
+    /// ```
+    /// use hybridq::integer::{IntegerLinear, TensorQuant};
+    /// use hybridq::{Activation, Granularity, Kernel};
+    /// use ndarray::array;
+    /// let w = array![[0.5f32, -1.0], [2.0, 0.25]];
+    /// let layer = IntegerLinear::from_f32(w.view(), None, Granularity::PerChannel,
+    ///     TensorQuant::new(0.02, 0)?, TensorQuant::new(0.05, 0)?, Activation::None)?;
+    /// let scalar = layer.clone().with_kernel(Kernel::Scalar)?;
+    /// assert_eq!(scalar.kernel(), Kernel::Scalar);
+    /// let x = array![[10i8, -3], [127, -128]];
+    /// assert_eq!(scalar.forward_q(x.view())?, layer.forward_q(x.view())?);
+    /// # Ok::<(), hybridq::Error>(())
+    /// ```
+    pub fn with_kernel(mut self, kernel: Kernel) -> Result<Self> {
+        self.engine = Some(self.build_engine(kernel)?);
+        Ok(self)
+    }
+
+    fn engine(&self) -> &dyn IntegerProduct {
+        self.engine.as_deref().expect("built in IntegerLinear::new")
     }
 
     /// The same layer computing on up to `threads` threads (0 = all cores). Work is split over
@@ -577,7 +611,7 @@ impl IntegerLinear {
         if rows == 0 {
             return Ok(());
         }
-        self.engine
+        self.engine()
             .run(x, rows, self.rounding, out, scratch, self.threads);
         Ok(())
     }
@@ -623,10 +657,10 @@ impl Linear for IntegerLinear {
         );
         crate::layer::scratch::grow(&mut xq, x.len(), 0);
         crate::layer::scratch::grow(&mut yq, out.len(), 0);
-        self.engine
+        self.engine()
             .quantize_input(self.input, x, &mut xq[..x.len()]);
         let result = self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch);
-        self.engine
+        self.engine()
             .dequantize_output(self.output, &yq[..out.len()], out);
         scratch.int8_in = xq;
         scratch.int8_out = yq;

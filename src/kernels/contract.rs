@@ -23,7 +23,6 @@ pub(crate) trait InputElement:
     /// The element for the int8 value `q` (widened, or offset by 128).
     fn from_q(q: i32) -> Self;
     /// The int8 value the element stands for.
-    #[cfg(test)]
     fn to_q(self) -> i32;
 }
 
@@ -33,7 +32,7 @@ impl InputElement for i8 {
     fn from_q(q: i32) -> Self {
         q as i8
     }
-    #[cfg(test)]
+    #[inline]
     fn to_q(self) -> i32 {
         self as i32
     }
@@ -45,7 +44,7 @@ impl InputElement for i16 {
     fn from_q(q: i32) -> Self {
         q as i16
     }
-    #[cfg(test)]
+    #[inline]
     fn to_q(self) -> i32 {
         self as i32
     }
@@ -57,7 +56,7 @@ impl InputElement for u8 {
     fn from_q(q: i32) -> Self {
         (q + 128) as u8
     }
-    #[cfg(test)]
+    #[inline]
     fn to_q(self) -> i32 {
         self as i32 - 128
     }

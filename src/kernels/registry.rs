@@ -217,6 +217,13 @@ impl Kernel {
     }
 }
 
+impl Kernel {
+    /// The [`Error::KernelUnavailable`] for this kernel, listing the ones this CPU runs.
+    pub(crate) fn unavailable_error(self) -> Error {
+        unavailable(self.name())
+    }
+}
+
 fn unavailable(name: &str) -> Error {
     Error::kernel_unavailable(name, Kernel::available().iter().map(|k| k.name()))
 }

@@ -208,7 +208,7 @@ impl HybridLinear {
         let k = self.weights.k();
         grow(&mut scratch.row_is_finite, rows, true);
         for (b, row) in x.chunks_exact(k).enumerate() {
-            let bad = row.iter().position(|v| !v.is_finite());
+            let bad = crate::error::first_non_finite(row);
             if let (Some(i), NonFinitePolicy::Error) = (bad, self.config.non_finite) {
                 return Err(Error::NonFinite {
                     op: "HybridLinear::forward",
