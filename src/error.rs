@@ -257,12 +257,8 @@ pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {
     const CHUNK: usize = 64;
     const LANES: usize = 16;
     const FINITE_MAX: i32 = 0x7f7f_ffff;
-    let search = |chunk: &[f32], start: usize| {
-        chunk
-            .iter()
-            .position(|v| !v.is_finite())
-            .map(|i| start + i)
-    };
+    let search =
+        |chunk: &[f32], start: usize| chunk.iter().position(|v| !v.is_finite()).map(|i| start + i);
     let mut chunks = values.chunks_exact(CHUNK);
     for (c, chunk) in (&mut chunks).enumerate() {
         let mut any = [0i32; LANES];

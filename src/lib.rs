@@ -73,7 +73,10 @@ pub use engine::row_quantizer::RowQuantizer;
 pub use error::{Error, Result};
 pub use flavour::Flavour;
 pub use kernels::{FloatKernel, Kernel, F32_KERNEL_ENV, KERNEL_ENV};
-pub use layer::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy, Scratch};
+pub use layer::{
+    build_linear, Activated, FloatLinear, Gelu, HybridConfig, HybridLinear, Linear, LinearOptions,
+    Mode, NonFinitePolicy, Nonlinearity, Scratch,
+};
 pub use quantize::weights::{Granularity, QuantizedWeights, WeightRule};
 
 /// The README's examples, run as doctests so that they stay true.

@@ -72,10 +72,13 @@ proptest! {
         }
     }
 
-    /// Row b's output depends on row b alone (for inputs that are not all zero).
+    /// Row b's output depends on row b alone (for inputs that are not all zero), except in
+    /// `tflite-arm64-dotprod`, where TFLite itself picks its sdot kernel (and so its rounding)
+    /// from the batch size.
     #[test]
     fn each_row_depends_on_itself_alone(c in case()) {
         prop_assume!(c.x.iter().any(|&v| v != 0.0));
+        prop_assume!(c.config.flavour != hybridq::Flavour::TfliteArm64Dotprod);
         let h = HybridLinear::from_f32(c.w.view(), c.bias.as_ref().map(|b| b.view()), c.granularity, c.config).unwrap();
         let batch = h.forward(c.x.view()).unwrap();
         for r in 0..c.x.nrows() {

@@ -283,7 +283,7 @@ impl IntegerLinear {
             act_min,
             act_max,
             rounding: Rounding::Ruy,
-            threads: std::thread::available_parallelism().map_or(1, |t| t.get()),
+            threads: crate::layer::resolve_threads(0),
             engine: None,
         };
         layer.engine = Some(layer.build_engine(kernel)?);
@@ -408,11 +408,7 @@ impl IntegerLinear {
     /// The same layer computing on up to `threads` threads (0 = all cores). Work is split over
     /// output channels or rows, never over K.
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |t| t.get())
-        } else {
-            threads
-        };
+        self.set_threads(threads);
         self
     }
 
@@ -631,6 +627,22 @@ fn dot(x: &[i8], w: &[i8]) -> i32 {
 impl Linear for IntegerLinear {
     fn in_features(&self) -> usize {
         self.k
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.threads = crate::layer::resolve_threads(threads);
+    }
+
+    fn weight_bytes(&self) -> usize {
+        self.storage_bytes()
+    }
+
+    fn kernel_name(&self) -> &'static str {
+        self.kernel().name()
     }
 
     fn out_features(&self) -> usize {

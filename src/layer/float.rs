@@ -62,18 +62,14 @@ impl FloatLinear {
             k,
             bias,
             activation,
-            threads: default_threads(),
+            threads: super::resolve_threads(0),
         })
     }
 
     /// The same layer computing on up to `threads` threads (0 = all cores). Work is split over
     /// output channels (small batches) or rows (large batches), never over K.
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.threads = if threads == 0 {
-            default_threads()
-        } else {
-            threads
-        };
+        self.set_threads(threads);
         self
     }
 
@@ -139,6 +135,22 @@ impl Linear for FloatLinear {
         self.k
     }
 
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.threads = super::resolve_threads(threads);
+    }
+
+    fn weight_bytes(&self) -> usize {
+        4 * self.n * self.k + 4 * self.bias.as_ref().map_or(0, Vec::len)
+    }
+
+    fn kernel_name(&self) -> &'static str {
+        self.kernel.name()
+    }
+
     fn out_features(&self) -> usize {
         self.n
     }
@@ -196,10 +208,6 @@ impl Linear for FloatLinear {
 }
 
 /// All cores.
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// How the float layer keeps its weights.
 #[derive(Clone, Debug)]
 enum FloatWeights {

@@ -120,7 +120,7 @@ impl HybridLinear {
             weights,
             bias,
             config,
-            threads: resolve_threads(config.threads),
+            threads: super::resolve_threads(config.threads),
             engine,
         })
     }
@@ -166,8 +166,7 @@ impl HybridLinear {
 
     /// The same layer computing on up to `threads` threads (0 = all cores).
     pub fn with_threads(mut self, threads: usize) -> Self {
-        self.config.threads = threads;
-        self.threads = resolve_threads(threads);
+        self.set_threads(threads);
         self
     }
 
@@ -197,7 +196,7 @@ impl HybridLinear {
             weights: self.weights.clone(),
             bias: self.bias.clone(),
             config,
-            threads: resolve_threads(config.threads),
+            threads: super::resolve_threads(config.threads),
             engine,
         })
     }
@@ -226,6 +225,23 @@ impl HybridLinear {
 impl Linear for HybridLinear {
     fn in_features(&self) -> usize {
         self.weights.k()
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.config.threads = threads;
+        self.threads = super::resolve_threads(threads);
+    }
+
+    fn weight_bytes(&self) -> usize {
+        self.weights.storage_bytes() + 4 * self.bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    fn kernel_name(&self) -> &'static str {
+        self.kernel().name()
     }
 
     fn out_features(&self) -> usize {
@@ -286,15 +302,6 @@ impl Linear for HybridLinear {
             }
         }
         Ok(())
-    }
-}
-
-/// 0 means all cores.
-fn resolve_threads(threads: usize) -> usize {
-    if threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        threads
     }
 }
 

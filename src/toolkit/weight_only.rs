@@ -134,6 +134,22 @@ impl WeightOnlyLinear {
         }
     }
 
+    /// The same layer on another f32 kernel.
+    ///
+    /// Errors: [`Error::KernelUnavailable`] if this CPU cannot run it.
+    pub fn with_kernel(self, kernel: crate::kernels::FloatKernel) -> Result<Self> {
+        Ok(Self {
+            inner: self.inner.with_kernel(kernel)?,
+            ..self
+        })
+    }
+
+    /// The same layer computing on up to `threads` threads (0 = all cores).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.set_threads(threads);
+        self
+    }
+
     /// The decoded f32 weights the layer computes with.
     pub fn decoded_weights(&self) -> Array2<f32> {
         self.inner.weights()
@@ -147,6 +163,22 @@ fn to_array(n: usize, k: usize, v: Vec<f32>) -> Array2<f32> {
 impl Linear for WeightOnlyLinear {
     fn in_features(&self) -> usize {
         self.inner.in_features()
+    }
+
+    fn threads(&self) -> usize {
+        self.inner.threads()
+    }
+
+    fn set_threads(&mut self, threads: usize) {
+        self.inner.set_threads(threads);
+    }
+
+    fn weight_bytes(&self) -> usize {
+        self.storage_bytes() + 4 * self.inner.bias().map_or(0, <[f32]>::len)
+    }
+
+    fn kernel_name(&self) -> &'static str {
+        self.inner.kernel_name()
     }
 
     fn out_features(&self) -> usize {
