@@ -8,7 +8,9 @@ import ast
 import io
 import os
 import struct
+import json
 import zipfile
+import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "fixtures")
@@ -79,15 +81,48 @@ def write(target, name, data):
         f.write(data)
 
 
-def safetensors_file(entries):
-    """A safetensors file from (name, dtype, shape, raw bytes) entries, laid out back to back."""
+def safetensors_file(entries, metadata=None):
+    """A safetensors file from (name, dtype, shape, raw bytes) entries, laid out back to back,
+    with an optional string-to-string metadata map."""
     header, data = {}, b""
     for name, dtype, shape, raw in entries:
         header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
         data += raw
-    text = "{" + ",".join('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}' % (
+    meta = "" if metadata is None else '"__metadata__":%s,' % json.dumps(metadata, separators=(",", ":"))
+    text = "{" + meta + ",".join('"%s":{"dtype":"%s","shape":[%s],"data_offsets":[%d,%d]}' % (
         n, h["dtype"], ",".join(str(v) for v in h["shape"]), *h["data_offsets"]) for n, h in header.items()) + "}"
     return struct.pack("<Q", len(text)) + text.encode() + data
+
+
+def quantized_model(layers, kept, tensors):
+    """A hybridq-quantized file (src/model/quantized.rs, format version 1), written from the
+    format's description: the JSON document with a CRC-32 per tensor and one over itself
+    (compact JSON with sorted keys, as serde_json writes it)."""
+    doc = {"format": "hybridq-quantized", "format_version": 1, "flavour": "tflite-x86",
+           "layers": layers, "kept": kept,
+           "checksums": {n: "%08x" % zlib.crc32(raw) for n, _, _, raw in tensors}}
+    compact = lambda d: json.dumps(d, sort_keys=True, separators=(",", ":"))
+    doc["metadata_checksum"] = "%08x" % zlib.crc32(compact(doc).encode())
+    return safetensors_file(tensors, {"hybridq": compact(doc)})
+
+
+def quantized_seeds():
+    w = struct.pack("<32b", *[(i * 37) % 255 - 127 for i in range(32)])
+    hybrid = {"name": "fc", "mode": "hybrid", "granularity": "per-channel", "shape": [4, 8],
+              "weight": "fc.weight", "scale": "fc.weight_scale", "bias": "fc.bias"}
+    f16 = {"name": "up", "mode": "f16", "granularity": "per-channel", "shape": [2, 4],
+           "weight": "up.weight", "scale": None, "bias": None}
+    write("quantized_model", "hybrid_and_f16", quantized_model([hybrid, f16], ["norm.weight"], [
+        ("fc.weight", "I8", [4, 8], w),
+        ("fc.weight_scale", "F32", [4], struct.pack("<4f", 0.01, 0.02, 0.5, 1e-3)),
+        ("fc.bias", "F32", [4], struct.pack("<4f", 0.5, -0.5, 0.0, 2.0)),
+        ("up.weight", "F16", [2, 4], struct.pack("<8e", *[i / 8 for i in range(8)])),
+        ("norm.weight", "F32", [8], struct.pack("<8f", *[1.0] * 8))]))
+    per_tensor = {"name": "t", "mode": "int8-weights", "granularity": "per-tensor",
+                  "shape": [2, 16], "weight": "t.weight", "scale": "t.weight_scale", "bias": None}
+    write("quantized_model", "per_tensor", quantized_model([per_tensor], [], [
+        ("t.weight", "I8", [2, 16], w),
+        ("t.weight_scale", "F32", [1], struct.pack("<f", 0.125))]))
 
 
 def main():
@@ -109,6 +144,7 @@ def main():
         ("b", "BF16", [4], struct.pack("<4H", 0x3f80, 0xbf80, 0x7f7f, 0x0001)),
         ("ids", "I32", [2], struct.pack("<2i", 7, -7)),
         ("bias", "F32", [2], struct.pack("<2f", 0.25, -0.25))]))
+    quantized_seeds()
     print("seeds written under", os.path.join(HERE, "seeds"))
 
 

@@ -3,7 +3,8 @@
 # cargo-fuzz pass its -Z flags; AddressSanitizer's runtime ships with stable), starting from
 # the shipped seeds. New inputs go to fuzz/corpus/<target> (not committed); a crash is saved to
 # fuzz/artifacts/<target>/ and makes this script fail.
-#   bash fuzz/run.sh TARGET [SECONDS]      (targets: case_file case_entries npz npy safetensors)
+#   bash fuzz/run.sh TARGET [SECONDS]      (targets: case_file case_entries npz npy safetensors
+#   quantized_model)
 set -euo pipefail
 cd "$(dirname "$0")"
 target=${1:?usage: run.sh TARGET [SECONDS]}

@@ -152,6 +152,30 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+
+    /// A quantized model file of a format version this build does not read.
+    #[error("{path}: format version {found} (this build reads version {supported})")]
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version the file declares.
+        found: String,
+        /// The version this build reads.
+        supported: u32,
+    },
+
+    /// A tensor's bytes do not match the checksum its file records (a corrupted file).
+    #[error("{path}: tensor `{tensor}` has CRC-32 {got:08x}, the file records {expected:08x}")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        tensor: String,
+        /// The recorded checksum.
+        expected: u32,
+        /// The checksum of the bytes read.
+        got: u32,
+    },
 }
 
 /// A vector of `len` copies of `fill`, or [`Error::TooLarge`] when it cannot be allocated

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use ndarray::{ArrayView1, ArrayView2};
 
-use super::nonlinearity::{Activated, Nonlinearity};
+use super::nonlinearity::{Activated, Gelu, Nonlinearity};
 use super::{FloatLinear, HybridConfig, HybridLinear, Linear, NonFinitePolicy};
 use crate::activation::Activation;
 use crate::error::{check_finite, Error, Result};
@@ -234,8 +234,37 @@ impl LinearOptions {
         }
     }
 
+    /// The fused activation of the layer and the GELU that follows it, if any.
+    pub(crate) fn split_nonlinearity(&self) -> (Activation, Option<Gelu>) {
+        match self.nonlinearity {
+            Nonlinearity::Fused(a) => (a, None),
+            Nonlinearity::Gelu(g) => (Activation::None, Some(g)),
+        }
+    }
+
+    /// `layer` on the options' float kernel, if one is set.
+    pub(crate) fn with_float_kernel(&self, layer: WeightOnlyLinear) -> Result<WeightOnlyLinear> {
+        match self.float_kernel {
+            Some(k) => layer.with_kernel(k),
+            None => Ok(layer),
+        }
+    }
+
+    /// `layer` wrapped in `gelu` if there is one, on the options' threads.
+    pub(crate) fn finish(
+        &self,
+        mut layer: Box<dyn Linear>,
+        gelu: Option<Gelu>,
+    ) -> Result<Box<dyn Linear>> {
+        if let Some(g) = gelu {
+            layer = Box::new(Activated::new(layer, g)?);
+        }
+        layer.set_threads(self.threads);
+        Ok(layer)
+    }
+
     /// The hybrid layer's configuration for these options and fused activation `activation`.
-    fn hybrid_config(&self, activation: Activation) -> HybridConfig {
+    pub(crate) fn hybrid_config(&self, activation: Activation) -> HybridConfig {
         HybridConfig {
             asymmetric_inputs: self.asymmetric_inputs,
             activation,
@@ -280,27 +309,17 @@ pub fn build_linear(
     options: &LinearOptions,
     calibration: Option<ArrayView2<'_, f32>>,
 ) -> Result<Box<dyn Linear>> {
-    let (activation, gelu) = match options.nonlinearity {
-        Nonlinearity::Fused(a) => (a, None),
-        Nonlinearity::Gelu(g) => (Activation::None, Some(g)),
-    };
-    let threads = options.threads;
+    let (activation, gelu) = options.split_nonlinearity();
     let float_kernel = |l: FloatLinear| match options.float_kernel {
         Some(k) => l.with_kernel(k),
         None => Ok(l),
     };
     let weight_only = |format| -> Result<Box<dyn Linear>> {
         let l = WeightOnlyLinear::new(weights, bias, activation, format)?;
-        let l = match options.float_kernel {
-            Some(k) => l.with_kernel(k)?,
-            None => l,
-        };
-        Ok(Box::new(l.with_threads(threads)))
+        Ok(Box::new(options.with_float_kernel(l)?))
     };
-    let mut layer: Box<dyn Linear> = match options.mode {
-        Mode::Float => Box::new(
-            float_kernel(FloatLinear::new(weights, bias, activation)?)?.with_threads(threads),
-        ),
+    let layer: Box<dyn Linear> = match options.mode {
+        Mode::Float => Box::new(float_kernel(FloatLinear::new(weights, bias, activation)?)?),
         Mode::Float16 => weight_only(WeightFormat::Float16)?,
         Mode::BFloat16 => weight_only(WeightFormat::BFloat16)?,
         Mode::WeightOnlyInt8 => weight_only(WeightFormat::Int8(options.granularity))?,
@@ -330,14 +349,10 @@ pub fn build_linear(
                 Some(k) => l.with_kernel(k)?,
                 None => l,
             };
-            Box::new(l.with_threads(threads))
+            Box::new(l)
         }
     };
-    if let Some(g) = gelu {
-        layer = Box::new(Activated::new(layer, g)?);
-    }
-    layer.set_threads(threads);
-    Ok(layer)
+    options.finish(layer, gelu)
 }
 
 /// The full-integer mode's input and output parameters: int8 min/max ranges of the rows and of

@@ -25,6 +25,16 @@ pub enum SourceDtype {
     Bf16,
 }
 
+impl SourceDtype {
+    /// Bytes per value.
+    pub fn bytes(self) -> usize {
+        match self {
+            SourceDtype::F32 => 4,
+            SourceDtype::F16 | SourceDtype::Bf16 => 2,
+        }
+    }
+}
+
 /// A tensor widened to f32, with the dtype it was stored in.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FloatTensor {
@@ -79,16 +89,7 @@ impl TensorSet {
     /// is not a regular file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file_error = |message: String| Error::File {
-            path: path.to_path_buf(),
-            message,
-        };
-        let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(file_error("not a regular file".into()));
-        }
-        let bytes = std::fs::read(path).map_err(|e| file_error(e.to_string()))?;
-        Self::parse(&bytes, path)
+        Self::parse(&read_regular_file(path)?, path)
     }
 
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
@@ -98,21 +99,10 @@ impl TensorSet {
         })?;
         let mut set = TensorSet::default();
         for (name, view) in st.iter() {
-            let data = view.data();
-            let (dtype, values) = match view.dtype() {
-                Dtype::F32 => (SourceDtype::F32, widen(data, f32::from_le_bytes)),
-                Dtype::F16 => (
-                    SourceDtype::F16,
-                    widen(data, |[a, b]| half::f16::from_le_bytes([a, b]).to_f32()),
-                ),
-                Dtype::BF16 => (
-                    SourceDtype::Bf16,
-                    widen(data, |[a, b]| half::bf16::from_le_bytes([a, b]).to_f32()),
-                ),
-                other => {
-                    set.skipped.insert(name.to_string(), format!("{other:?}"));
-                    continue;
-                }
+            let Some((dtype, values)) = float_values(view.dtype(), view.data()) else {
+                set.skipped
+                    .insert(name.to_string(), format!("{:?}", view.dtype()));
+                continue;
             };
             let tensor = FloatTensor {
                 shape: view.shape().to_vec(),
@@ -122,6 +112,37 @@ impl TensorSet {
             set.tensors.insert(name.to_string(), tensor);
         }
         Ok(set)
+    }
+
+    /// Adds (or replaces) tensor `name`.
+    ///
+    /// Errors: [`Error::ShapeMismatch`] when the shape's product is not the number of values.
+    ///
+    /// ```
+    /// use hybridq::model::{FloatTensor, SourceDtype, TensorSet};
+    /// let mut set = TensorSet::default();
+    /// let t = FloatTensor { shape: vec![2, 2], data: vec![1.0, 2.0, 3.0, 4.0], dtype: SourceDtype::F32 };
+    /// set.insert("w", t.clone())?;
+    /// assert_eq!(set.get("w")?, &t);
+    /// assert!(set.insert("bad", FloatTensor { shape: vec![3], ..t }).is_err());
+    /// # Ok::<(), hybridq::Error>(())
+    /// ```
+    pub fn insert(&mut self, name: impl Into<String>, tensor: FloatTensor) -> Result<()> {
+        let elements = tensor
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d));
+        if elements != Some(tensor.data.len()) {
+            return Err(Error::shape(
+                "TensorSet::insert",
+                format!("{} values for shape {:?}", tensor.data.len(), tensor.shape),
+                format!("shape {:?}", tensor.shape),
+            ));
+        }
+        let name = name.into();
+        self.skipped.remove(&name);
+        self.tensors.insert(name, tensor);
+        Ok(())
     }
 
     /// The float tensor `name`.
@@ -182,6 +203,37 @@ impl TensorSet {
     pub fn is_empty(&self) -> bool {
         self.tensors.is_empty()
     }
+}
+
+/// The whole file at `path`, which must be a regular file (not a directory, FIFO or device).
+///
+/// Errors: [`Error::File`].
+pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    let file_error = |message: String| Error::File {
+        path: path.to_path_buf(),
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| file_error(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(file_error("not a regular file".into()));
+    }
+    std::fs::read(path).map_err(|e| file_error(e.to_string()))
+}
+
+/// The values of a tensor of a float dtype widened to f32 (exact), or `None` for another dtype.
+pub(crate) fn float_values(dtype: Dtype, data: &[u8]) -> Option<(SourceDtype, Vec<f32>)> {
+    Some(match dtype {
+        Dtype::F32 => (SourceDtype::F32, widen(data, f32::from_le_bytes)),
+        Dtype::F16 => (
+            SourceDtype::F16,
+            widen(data, |[a, b]| half::f16::from_le_bytes([a, b]).to_f32()),
+        ),
+        Dtype::BF16 => (
+            SourceDtype::Bf16,
+            widen(data, |[a, b]| half::bf16::from_le_bytes([a, b]).to_f32()),
+        ),
+        _ => return None,
+    })
 }
 
 /// Little-endian values of `N` bytes each, widened by `f`.
