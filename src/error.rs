@@ -153,6 +153,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A safetensors file without the quantized format's metadata (a float model, say).
+    #[error("{path}: not a hybridq-quantized file (no `hybridq` metadata; `hybridq quantize` makes one)")]
+    NotQuantized {
+        /// The file.
+        path: PathBuf,
+    },
+
     /// A quantized model file of a format version this build does not read.
     #[error("{path}: format version {found} (this build reads version {supported})")]
     UnsupportedVersion {

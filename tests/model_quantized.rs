@@ -337,7 +337,7 @@ fn hostile_and_inconsistent_files_are_typed_errors() {
         None,
     )
     .unwrap();
-    assert!(matches!(load(&float_file), Error::File { .. }));
+    assert!(matches!(load(&float_file), Error::NotQuantized { .. }));
     // The metadata edited without its checksum: refused as corrupt.
     let e = load(&rewrite(&good, false, |d, _| {
         d["layers"][0]["name"] = "other".into()

@@ -5,7 +5,7 @@ use ndarray::ArrayView2;
 
 use super::quantized::{LayerWeights, ModelLayer, QuantizedModel};
 use super::tensors::{FloatTensor, TensorSet};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::flavour::Flavour;
 use crate::layer::Mode;
 use crate::quantize::weights::Granularity;
@@ -59,6 +59,45 @@ pub struct Override {
     pub mode: Option<Mode>,
     /// The granularity, if it differs from the default.
     pub granularity: Option<Granularity>,
+}
+
+impl std::str::FromStr for Override {
+    type Err = Error;
+
+    /// Parses `GLOB=MODE[:GRANULARITY]`; `MODE` may be empty to change the granularity alone.
+    ///
+    /// ```
+    /// use hybridq::model::Override;
+    /// use hybridq::{Granularity, Mode};
+    /// let o: Override = "*.output.dense.weight=f16".parse()?;
+    /// assert_eq!((o.mode, o.granularity), (Some(Mode::Float16), None));
+    /// let o: Override = "*query*=:per-tensor".parse()?;
+    /// assert_eq!((o.mode, o.granularity), (None, Some(Granularity::PerTensor)));
+    /// assert!("no-equals-sign".parse::<Override>().is_err());
+    /// # Ok::<(), hybridq::Error>(())
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        let (pattern, rest) = s.split_once('=').ok_or_else(|| {
+            Error::invalid(
+                "Override::from_str",
+                format!("`{s}`: expected GLOB=MODE[:GRANULARITY]"),
+            )
+        })?;
+        let (mode, granularity) = match rest.split_once(':') {
+            Some((m, g)) => (m, Some(g.parse::<Granularity>()?)),
+            None => (rest, None),
+        };
+        let mode = if mode.is_empty() {
+            None
+        } else {
+            Some(mode.parse::<Mode>()?)
+        };
+        Ok(Override {
+            pattern: pattern.to_string(),
+            mode,
+            granularity,
+        })
+    }
 }
 
 /// How a whole model is quantized.

@@ -419,7 +419,7 @@ impl QuantizedModel {
             layers_json.push(json!({
                 "name": l.name,
                 "mode": l.weights.mode().id(),
-                "granularity": granularity_id(l.weights.granularity()),
+                "granularity": l.weights.granularity().name(),
                 "shape": [n, k],
                 "weight": l.weight_name,
                 "scale": has_scale.then(|| scale_name(&l.weight_name)),
@@ -501,8 +501,8 @@ impl QuantizedModel {
 
     /// Loads a quantized model file.
     ///
-    /// Errors: [`Error::File`] (unreadable, not safetensors, not this format, metadata that
-    /// does not describe the tensors), [`Error::UnsupportedVersion`], [`Error::Checksum`],
+    /// Errors: [`Error::File`] (unreadable, not safetensors, another format, metadata that
+    /// does not describe the tensors), [`Error::NotQuantized`] (no metadata of this format), [`Error::UnsupportedVersion`], [`Error::Checksum`],
     /// [`Error::MissingTensor`], [`Error::TensorKind`] (dtype or shape), [`Error::BadScale`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
@@ -545,11 +545,8 @@ impl<'a> Loader<'a> {
             .metadata()
             .as_ref()
             .and_then(|m| m.get(METADATA_KEY))
-            .ok_or_else(|| {
-                bad(format!(
-                    "no `{METADATA_KEY}` metadata: not a {FORMAT_NAME} file (a float model? \
-                     `hybridq quantize` makes one)"
-                ))
+            .ok_or_else(|| Error::NotQuantized {
+                path: path.to_path_buf(),
             })?;
         let mut document = match serde_json::from_str::<Value>(text) {
             Ok(Value::Object(d)) => d,
@@ -693,11 +690,10 @@ impl<'a> Loader<'a> {
             .str_field(v, "mode")?
             .parse()
             .map_err(|e| self.bad(format!("layer `{name}`: {e}")))?;
-        let granularity = match self.str_field(v, "granularity")? {
-            "per-channel" => Granularity::PerChannel,
-            "per-tensor" => Granularity::PerTensor,
-            g => return Err(self.bad(format!("layer `{name}`: granularity `{g}`"))),
-        };
+        let granularity: Granularity = self
+            .str_field(v, "granularity")?
+            .parse()
+            .map_err(|e| self.bad(format!("layer `{name}`: {e}")))?;
         let shape = v
             .get("shape")
             .and_then(Value::as_array)
@@ -852,13 +848,6 @@ impl<'a> Loader<'a> {
 /// The name of an int8 weight's scales.
 fn scale_name(weight: &str) -> String {
     format!("{weight}_scale")
-}
-
-fn granularity_id(g: Granularity) -> &'static str {
-    match g {
-        Granularity::PerChannel => "per-channel",
-        Granularity::PerTensor => "per-tensor",
-    }
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

@@ -21,6 +21,44 @@ pub enum Granularity {
     PerTensor,
 }
 
+impl Granularity {
+    /// `per-channel` or `per-tensor`, the names [`Granularity::from_str`] parses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Granularity::PerChannel => "per-channel",
+            Granularity::PerTensor => "per-tensor",
+        }
+    }
+}
+
+impl std::fmt::Display for Granularity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Granularity {
+    type Err = Error;
+
+    /// Parses `per-channel` or `per-tensor`; anything else is [`Error::InvalidArgument`].
+    ///
+    /// ```
+    /// use hybridq::Granularity;
+    /// assert_eq!("per-tensor".parse::<Granularity>().unwrap(), Granularity::PerTensor);
+    /// assert!("per-row".parse::<Granularity>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "per-channel" => Ok(Granularity::PerChannel),
+            "per-tensor" => Ok(Granularity::PerTensor),
+            _ => Err(Error::invalid(
+                "Granularity::from_str",
+                format!("`{s}`: expected per-channel or per-tensor"),
+            )),
+        }
+    }
+}
+
 /// Which offline quantizer to reproduce.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum WeightRule {

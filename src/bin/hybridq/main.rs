@@ -15,6 +15,7 @@ mod bench_cmd;
 mod check_cmd;
 mod compare_cmd;
 mod demo_cmd;
+mod model_cmd;
 mod timing;
 
 use std::path::PathBuf;
@@ -72,6 +73,45 @@ enum Command {
         /// List the kernels this CPU can run and exit.
         #[arg(long)]
         list_kernels: bool,
+    },
+    /// Quantize a float safetensors model (every dense layer's weight by the policy) into a
+    /// quantized model file, printing a per-layer table (shape, mode, bytes, weight SQNR and max
+    /// abs error) and the totals.
+    Quantize {
+        /// The float model (safetensors: f32, f16 or bf16 tensors).
+        input: PathBuf,
+        /// The quantized model file to write (replaced atomically).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The mode of the layers the rules do not keep in float: hybrid, int8-weights, f16,
+        /// bf16 or float.
+        #[arg(long, default_value = "hybrid")]
+        mode: hybridq::Mode,
+        /// per-channel or per-tensor weight scales.
+        #[arg(long, default_value = "per-channel")]
+        granularity: hybridq::Granularity,
+        /// Glob of the dense layers' weight tensors (repeatable).
+        #[arg(long = "weights", default_value = "*weight")]
+        weights: Vec<String>,
+        /// Glob of weights kept in float (repeatable; replaces the default `*embeddings*`).
+        #[arg(long = "keep", default_value = "*embeddings*")]
+        keep: Vec<String>,
+        /// Weights with fewer elements stay float (TFLite's rule: 1024).
+        #[arg(long, default_value_t = hybridq::model::policy::TFLITE_MIN_ELEMENTS)]
+        min_elements: usize,
+        /// `GLOB=MODE[:GRANULARITY]`: another mode (and granularity) for matching weights
+        /// (repeatable; later ones win).
+        #[arg(long = "override")]
+        overrides: Vec<String>,
+        /// The flavour recorded as the model's default numerics.
+        #[arg(long, default_value = "tflite-x86")]
+        flavour: hybridq::Flavour,
+    },
+    /// Print the layers and metadata of a quantized model file, or the tensors of a float
+    /// safetensors file and what `quantize` would make of them.
+    Inspect {
+        /// The file.
+        path: PathBuf,
     },
     /// Quantize a default layer, run it beside the float layer and the shipped fixtures, and
     /// print accuracy and timing side by side.
@@ -162,6 +202,30 @@ fn main() -> ExitCode {
             n,
             fixtures,
         } => demo_cmd::run(batch, k, n, &fixtures),
+        Command::Quantize {
+            input,
+            output,
+            mode,
+            granularity,
+            weights,
+            keep,
+            min_elements,
+            overrides,
+            flavour,
+        } => model_cmd::quantize(
+            &input,
+            &output,
+            &model_cmd::QuantizeOptions {
+                mode,
+                granularity,
+                weights,
+                keep,
+                min_elements,
+                overrides,
+                flavour,
+            },
+        ),
+        Command::Inspect { path } => model_cmd::inspect(&path),
         Command::Compare {
             batch,
             k,
