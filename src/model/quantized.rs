@@ -371,11 +371,12 @@ impl QuantizedModel {
         options.finish(layer, gelu)
     }
 
-    /// The float layer of a kept rank-2 tensor or of a float layer (for pipelines that want
-    /// the reference beside a quantized layer).
+    /// Layer `name` as a float layer of its stored weights decoded (int8 dequantized), with
+    /// its bias and no activation: a reference that isolates the error of the inputs'
+    /// quantization.
     ///
-    /// Errors: [`Error::MissingTensor`] or [`Error::TensorKind`] (not rank 2).
-    pub fn float_weights(&self, name: &str) -> Result<FloatLinear> {
+    /// Errors: [`Error::MissingTensor`].
+    pub fn decoded_linear(&self, name: &str) -> Result<FloatLinear> {
         let l = self.layer(name)?;
         let [n, k] = l.weights.shape();
         let w = Array2::from_shape_vec((n, k), l.weights.decoded()).expect("n * k");
