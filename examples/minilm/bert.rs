@@ -254,8 +254,15 @@ impl Bert {
         // products through ndarray (matrixmultiply) on strided views of the head's columns.
         let scale = 1.0 / (dh as f32).sqrt();
         run.scores.resize(len * len, 0.0);
-        fn head_view(buf: &[f32], at: usize, len: usize, dh: usize, d: usize) -> ArrayView2<'_, f32> {
-            ArrayView2::from_shape((len, dh).strides((d, 1)), &buf[at..]).expect("inside the buffer")
+        fn head_view(
+            buf: &[f32],
+            at: usize,
+            len: usize,
+            dh: usize,
+            d: usize,
+        ) -> ArrayView2<'_, f32> {
+            ArrayView2::from_shape((len, dh).strides((d, 1)), &buf[at..])
+                .expect("inside the buffer")
         }
         for s in 0..rows / len {
             let keep = &mask[s * len..(s + 1) * len];
@@ -281,8 +288,9 @@ impl Bert {
                     row.iter_mut().for_each(|sc| *sc /= sum);
                 }
                 let vh = head_view(&v, at, len, dh, d);
-                let mut ch = ArrayViewMut2::from_shape((len, dh).strides((d, 1)), &mut run.ctx[at..])
-                .expect("inside the buffer");
+                let mut ch =
+                    ArrayViewMut2::from_shape((len, dh).strides((d, 1)), &mut run.ctx[at..])
+                        .expect("inside the buffer");
                 general_mat_mul(1.0, &scores.view(), &vh, 0.0, &mut ch);
             }
         }

@@ -12,7 +12,7 @@ pub(crate) mod scratch;
 
 pub use float::FloatLinear;
 pub use hybrid::{HybridConfig, HybridLinear, NonFinitePolicy};
-pub use nonlinearity::{Activated, Gelu, Nonlinearity};
+pub use nonlinearity::{erf, Activated, Gelu, Nonlinearity, ERF_P, ERF_Q};
 pub use options::{build_linear, LinearOptions, Mode};
 pub use scratch::Scratch;
 
