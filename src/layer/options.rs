@@ -60,7 +60,7 @@ impl Mode {
     }
 
     /// The identifier used on the command line and in files (`float`, `f16`, `bf16`,
-    /// `int8-weights`, `hybrid`, `integer`), which [`Mode::from_str`] parses.
+    /// `int8-weights`, `hybrid`, `integer`), which its `FromStr` parses.
     ///
     /// ```
     /// use hybridq::Mode;

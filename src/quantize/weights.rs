@@ -22,7 +22,7 @@ pub enum Granularity {
 }
 
 impl Granularity {
-    /// `per-channel` or `per-tensor`, the names [`Granularity::from_str`] parses.
+    /// `per-channel` or `per-tensor`, the names its `FromStr` parses.
     pub fn name(self) -> &'static str {
         match self {
             Granularity::PerChannel => "per-channel",
