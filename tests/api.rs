@@ -1,34 +1,15 @@
 //! The ndarray boundary: ranks, layouts, caller-owned outputs, sharing across threads, and a
 //! hot path that does not allocate.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use hybridq::{FloatLinear, Granularity, HybridConfig, HybridLinear, Linear, Scratch};
 use ndarray::{s, Array, Array2, Array3, Array4, ArrayD, Axis, IxDyn, ShapeBuilder};
 
-/// Counts allocations made by the current thread while `COUNTING` is set.
-struct CountingAlloc;
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-thread_local!(static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
+#[path = "support/counting_alloc.rs"]
+#[allow(dead_code)] // `allocations` is for other test files
+mod counting_alloc;
+use counting_alloc::{ALLOCATIONS, COUNTING};
 
 fn weights(n: usize, k: usize) -> Array2<f32> {
     Array2::from_shape_fn((n, k), |(i, j)| {

@@ -3,9 +3,6 @@
 //! object that do not allocate once the scratch has grown, threads settable on a boxed layer,
 //! GELU outside TFLite's fused set, and typed errors.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use hybridq::integer::{IntegerLinear, TensorQuant};
 use hybridq::{
     build_linear, Activation, FloatKernel, FloatLinear, Gelu, Granularity, HybridConfig,
@@ -13,36 +10,9 @@ use hybridq::{
 };
 use ndarray::{Array2, Array3};
 
-struct CountingAlloc;
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-thread_local!(static COUNTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.try_with(|c| c.get()).unwrap_or(false) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-/// Allocations made by `f` on this thread.
-fn allocations(f: impl FnOnce()) -> usize {
-    ALLOCATIONS.store(0, Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed)
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 fn weights(n: usize, k: usize) -> Array2<f32> {
     Array2::from_shape_fn((n, k), |(i, j)| {

@@ -212,19 +212,22 @@ fn main() -> ExitCode {
             min_elements,
             overrides,
             flavour,
-        } => model_cmd::quantize(
-            &input,
-            &output,
-            &model_cmd::QuantizeOptions {
-                mode,
-                granularity,
-                weights,
-                keep,
-                min_elements,
-                overrides,
-                flavour,
-            },
-        ),
+        } => overrides
+            .iter()
+            .map(|o| o.parse())
+            .collect::<hybridq::Result<_>>()
+            .and_then(|overrides| {
+                let policy = hybridq::model::Policy {
+                    mode,
+                    granularity,
+                    weights,
+                    keep_float: keep,
+                    min_elements,
+                    overrides,
+                    flavour,
+                };
+                model_cmd::quantize(&input, &output, &policy)
+            }),
         Command::Inspect { path } => model_cmd::inspect(&path),
         Command::Compare {
             batch,

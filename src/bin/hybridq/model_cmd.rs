@@ -6,27 +6,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use hybridq::model::{
-    policy::glob_match, LayerWeights, Override, Policy, QuantizedModel, TensorSet, WeightReport,
+    policy::glob_match, LayerWeights, Policy, QuantizedModel, TensorSet, WeightReport,
 };
-use hybridq::{Error, Flavour, Granularity, Mode, Result};
-
-/// The policy options of `hybridq quantize`.
-pub struct QuantizeOptions {
-    /// The default mode.
-    pub mode: Mode,
-    /// The default granularity.
-    pub granularity: Granularity,
-    /// Globs of layer weights.
-    pub weights: Vec<String>,
-    /// Globs kept in float.
-    pub keep: Vec<String>,
-    /// Weights with fewer elements stay float.
-    pub min_elements: usize,
-    /// `GLOB=MODE[:GRANULARITY]` overrides.
-    pub overrides: Vec<String>,
-    /// The flavour recorded as the model's default.
-    pub flavour: Flavour,
-}
+use hybridq::{Error, Mode, Result};
 
 /// Bytes as `12.3 MiB`.
 fn size(bytes: usize) -> String {
@@ -41,22 +23,9 @@ fn size(bytes: usize) -> String {
 }
 
 /// `hybridq quantize IN -o OUT`.
-pub fn quantize(input: &Path, output: &Path, o: &QuantizeOptions) -> Result<ExitCode> {
+pub fn quantize(input: &Path, output: &Path, policy: &Policy) -> Result<ExitCode> {
     let start = Instant::now();
     let set = TensorSet::read(input)?;
-    let policy = Policy {
-        mode: o.mode,
-        granularity: o.granularity,
-        weights: o.weights.clone(),
-        keep_float: o.keep.clone(),
-        min_elements: o.min_elements,
-        overrides: o
-            .overrides
-            .iter()
-            .map(|s| s.parse::<Override>())
-            .collect::<Result<_>>()?,
-        flavour: o.flavour,
-    };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} layers")
@@ -74,9 +43,9 @@ pub fn quantize(input: &Path, output: &Path, o: &QuantizeOptions) -> Result<Exit
         "hybridq quantize: {} -> {} (default {} {}, flavour {})",
         input.display(),
         output.display(),
-        o.mode,
-        o.granularity,
-        o.flavour
+        policy.mode,
+        policy.granularity,
+        policy.flavour
     );
     report_table(&reports);
     let (before, after) = reports
