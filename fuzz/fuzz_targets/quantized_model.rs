@@ -2,6 +2,7 @@
 //! and run on one row, and the model written back and loaded again (the same model).
 #![no_main]
 
+use hybridq::Linear;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -296,8 +296,10 @@ impl Linear for Activated {
     ) -> Result<()> {
         self.inner.forward_rows(x, rows, out, scratch)?;
         let n = rows * self.inner.out_features();
-        for v in &mut out[..n] {
-            *v = self.gelu.apply(*v);
+        // One loop per form, so that each compiles to vector code.
+        match self.gelu {
+            Gelu::Erf => out[..n].iter_mut().for_each(|v| *v = Gelu::Erf.apply(*v)),
+            Gelu::Tanh => out[..n].iter_mut().for_each(|v| *v = Gelu::Tanh.apply(*v)),
         }
         Ok(())
     }

@@ -124,6 +124,16 @@ impl TileConfig {
         }
         TileConfig(c)
     }
+
+    /// Whether two configurations are equal, as eight 64-bit compares inline (`!=` on the
+    /// byte arrays called `memcmp`: 5% of MiniLM's time, one call per tile).
+    #[inline(always)]
+    fn same_as(&self, other: &TileConfig) -> bool {
+        let word = |c: &[u8; 64], i: usize| {
+            u64::from_ne_bytes(c[8 * i..8 * i + 8].try_into().expect("8 bytes"))
+        };
+        (0..8).all(|i| word(&self.0, i) == word(&other.0, i))
+    }
 }
 
 // SAFETY: `new` requires AMX-TILE/INT8 with OS support and the process's permission, and
@@ -203,7 +213,7 @@ unsafe impl Int8Kernel for Amx {
             // another library's tiles): read back, compared, never assumed.
             let mut current = TileConfig([0u8; 64]);
             asm!("sttilecfg [{p}]", p = in(reg) current.0.as_mut_ptr(), options(nostack));
-            if current.0 != cfg.0 {
+            if !current.same_as(&cfg) {
                 asm!("ldtilecfg [{cfg}]", cfg = in(reg) cfg.0.as_ptr(), options(nostack));
             }
             asm!("tilezero tmm0", "tilezero tmm1", options(nostack, nomem));
