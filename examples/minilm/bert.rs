@@ -265,20 +265,26 @@ impl Bert {
                 .expect("inside the buffer")
         }
         for s in 0..rows / len {
-            let keep = &mask[s * len..(s + 1) * len];
+            // The tokenizer pads on the right: the sentence's `n` real tokens come first. Their
+            // attention reads only real keys (a masked key's weight is exactly 0 anyway); a
+            // padded query's context is 0 (pooling ignores it, and it stays finite).
+            let n = mask[s * len..(s + 1) * len]
+                .iter()
+                .take_while(|&&m| m == 1)
+                .count();
+            let ctx_rows = &mut run.ctx[s * len * d..(s + 1) * len * d];
+            ctx_rows[n * d..].fill(0.0);
+            if n == 0 {
+                continue;
+            }
             for head in 0..heads {
                 let mut scores =
-                    ArrayViewMut2::from_shape((len, len), &mut run.scores[..]).expect("len x len");
+                    ArrayViewMut2::from_shape((n, n), &mut run.scores[..n * n]).expect("n x n");
                 let at = s * len * d + head * dh;
-                let (qh, kh) = (head_view(&q, at, len, dh, d), head_view(&k, at, len, dh, d));
+                let (qh, kh) = (head_view(&q, at, n, dh, d), head_view(&k, at, n, dh, d));
                 general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut scores);
                 for mut row in scores.rows_mut() {
                     let row = row.as_slice_mut().expect("row-major");
-                    for (sc, &m) in row.iter_mut().zip(keep) {
-                        if m != 1 {
-                            *sc = f32::MIN;
-                        }
-                    }
                     let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                     let mut sum = 0.0f32;
                     for sc in row.iter_mut() {
@@ -287,10 +293,9 @@ impl Bert {
                     }
                     row.iter_mut().for_each(|sc| *sc /= sum);
                 }
-                let vh = head_view(&v, at, len, dh, d);
-                let mut ch =
-                    ArrayViewMut2::from_shape((len, dh).strides((d, 1)), &mut run.ctx[at..])
-                        .expect("inside the buffer");
+                let vh = head_view(&v, at, n, dh, d);
+                let mut ch = ArrayViewMut2::from_shape((n, dh).strides((d, 1)), &mut run.ctx[at..])
+                    .expect("inside the buffer");
                 general_mat_mul(1.0, &scores.view(), &vh, 0.0, &mut ch);
             }
         }
