@@ -151,3 +151,39 @@ fn paths_that_are_not_files_are_file_errors() {
     std::fs::remove_file(&path).unwrap();
     assert_eq!(set.matrix("w").unwrap()[[0, 0]], 2.0);
 }
+
+/// `.npz` weights (numpy's `savez`): f32 arrays by key, other dtypes skipped, a truncated
+/// archive a typed error; the set quantizes like one read from safetensors.
+#[cfg(feature = "npz")]
+#[test]
+fn npz_weights_load_into_a_tensor_set() {
+    use ndarray_npy::NpzWriter;
+    let dir = std::env::temp_dir().join(format!("hybridq-npz-set-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("w.npz");
+    let w = ndarray::Array2::from_shape_fn((64, 32), |(i, j)| (i as f32 - j as f32) / 50.0);
+    let mut npz = NpzWriter::new(std::fs::File::create(&path).unwrap());
+    npz.add_array("fc.weight", &w).unwrap();
+    npz.add_array("fc.bias", &ndarray::Array1::<f32>::zeros(64))
+        .unwrap();
+    npz.add_array("ids", &ndarray::arr1(&[1i64, 2])).unwrap();
+    npz.finish().unwrap();
+    let set = TensorSet::read_npz(&path).unwrap();
+    assert_eq!(set.matrix("fc.weight").unwrap(), w);
+    assert_eq!(set.skipped().collect::<Vec<_>>(), [("ids", "i64")]);
+    assert!(matches!(set.get("ids"), Err(Error::TensorKind { .. })));
+    let model = hybridq::model::Policy::default().apply(&set).unwrap();
+    assert_eq!(model.layer("fc").unwrap().bias_name(), Some("fc.bias"));
+    let bytes = std::fs::read(&path).unwrap();
+    for len in [0, 10, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(dir.join("cut.npz"), &bytes[..len]).unwrap();
+        assert!(
+            matches!(
+                TensorSet::read_npz(dir.join("cut.npz")),
+                Err(Error::File { .. })
+            ),
+            "{len}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! quantized model format.
 //!
 //! - [`tensors`]: [`TensorSet`], named float tensors read from safetensors (f32, f16 and bf16
-//!   widened to f32 exactly), with typed errors for a missing tensor, a wrong dtype or rank, and
+//!   widened to f32 exactly) or `.npz` archives (f32; feature `npz`), with typed errors for a missing tensor, a wrong dtype or rank, and
 //!   a truncated or corrupt file.
 //! - [`policy`]: [`Policy`], which tensors become which mode (name globs, TFLite's rule that
 //!   weights of fewer than 1,024 elements stay float, a keep-in-float list, per-tensor

@@ -92,6 +92,57 @@ impl TensorSet {
         Self::parse(&read_regular_file(path)?, path)
     }
 
+    /// Reads the float tensors of an `.npz` archive (numpy's `savez`): every f32 array, under
+    /// its key. Arrays of other dtypes (f64, integers, bool) are listed in
+    /// [`TensorSet::skipped`]; the reader's limits ([`crate::npz::ReadLimits`]) bound what a
+    /// hostile archive can make it allocate. (The `.npy` reader has no f16: store f16 and bf16
+    /// weights in safetensors, or as f32.)
+    ///
+    /// Errors: [`Error::File`] for an unreadable, truncated or corrupt archive or entry.
+    #[cfg(feature = "npz")]
+    pub fn read_npz(path: impl AsRef<Path>) -> Result<Self> {
+        use ndarray::IxDyn;
+        let npz = crate::npz::NpzArchive::open(path.as_ref())?;
+        let mut set = TensorSet::default();
+        let keys: Vec<String> = npz.keys().map(String::from).collect();
+        for key in keys {
+            match npz.array::<f32, IxDyn>(&key) {
+                Ok(a) => {
+                    let shape = a.shape().to_vec();
+                    let (data, _) = a
+                        .as_standard_layout()
+                        .into_owned()
+                        .into_raw_vec_and_offset();
+                    let tensor = FloatTensor {
+                        shape,
+                        data,
+                        dtype: SourceDtype::F32,
+                    };
+                    set.tensors.insert(key, tensor);
+                }
+                Err(f32_error) => {
+                    // Another dtype the reader knows is skipped; anything else is an error.
+                    let other = [
+                        ("f64", npz.array::<f64, IxDyn>(&key).is_ok()),
+                        ("i64", npz.array::<i64, IxDyn>(&key).is_ok()),
+                        ("i32", npz.array::<i32, IxDyn>(&key).is_ok()),
+                        ("i16", npz.array::<i16, IxDyn>(&key).is_ok()),
+                        ("i8", npz.array::<i8, IxDyn>(&key).is_ok()),
+                        ("u8", npz.array::<u8, IxDyn>(&key).is_ok()),
+                        ("bool", npz.array::<bool, IxDyn>(&key).is_ok()),
+                    ];
+                    match other.iter().find(|(_, ok)| *ok) {
+                        Some((dtype, _)) => {
+                            set.skipped.insert(key, (*dtype).to_string());
+                        }
+                        None => return Err(f32_error),
+                    }
+                }
+            }
+        }
+        Ok(set)
+    }
+
     fn parse(bytes: &[u8], path: &Path) -> Result<Self> {
         let st = SafeTensors::deserialize(bytes).map_err(|e| Error::File {
             path: path.to_path_buf(),
