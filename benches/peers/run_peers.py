@@ -13,6 +13,8 @@ rounds, and its best (minimum) round, the figure least disturbed by other load.
 
 Optional and outside CI. It installs what it needs with pip:
     pip install tensorflow-cpu==2.21.0 onnxruntime onnx numpy
+and, when `torch` is importable (install it yourself: `pip install torch`, a large download),
+also times PyTorch's quantize_dynamic Linear (the x86 engine) as `torch dq`.
 Usage:
     python3 benches/peers/run_peers.py [--shapes 1x4096x4096,8x4096x4096] [--threads 1,2]
                                        [--seconds 1.0] [--rounds 3] [--json out.json]
@@ -108,6 +110,24 @@ def time_ort(ort, path, x, threads, seconds):
     return median_us(lambda: sess.run(None, {"x": x}), seconds)
 
 
+def torch_dynamic(torch, w):
+    """PyTorch's dynamic int8 Linear (quantize_dynamic, the x86 engine) with weights `w`."""
+    torch.backends.quantized.engine = "x86"
+    n, k = w.shape
+    lin = torch.nn.Linear(k, n, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w))
+    return torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(lin), {torch.nn.Linear},
+                                                  dtype=torch.qint8)
+
+
+def time_torch(torch, model, x, threads, seconds):
+    torch.set_num_threads(threads)
+    xt = torch.from_numpy(x)
+    with torch.inference_mode():
+        return median_us(lambda: model(xt), seconds)
+
+
 def build_hybridq():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=root, check=True)
@@ -138,10 +158,16 @@ def main():
     import onnxruntime as ort
     import tensorflow as tf
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    try:  # optional: PyTorch's quantize_dynamic where torch is installed
+        import torch
+    except ImportError:
+        torch = None
 
     threads = [int(t) for t in args.threads.split(",")]
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"CPU: {cpu}; TFLite {tf.__version__}; ONNX Runtime {ort.__version__}", flush=True)
+    torch_version = torch.__version__ if torch else "not installed"
+    print(f"CPU: {cpu}; TFLite {tf.__version__}; ONNX Runtime {ort.__version__}; "
+          f"PyTorch {torch_version}", flush=True)
     Resolver = tf.lite.experimental.OpResolverType
     binary = build_hybridq()
     rng = np.random.default_rng(11)
@@ -156,10 +182,11 @@ def main():
         q_path = os.path.join(tmp, f"{shape}.int8.onnx")
         onnx_matmul(onnx, w, f32_path)
         quantize_dynamic(f32_path, q_path, weight_type=QuantType.QInt8, per_channel=True)
-        cases.append((shape, x, hybrid_model, float_model, f32_path, q_path))
+        torch_model = torch_dynamic(torch, w) if torch else None
+        cases.append((shape, x, hybrid_model, float_model, f32_path, q_path, torch_model))
     samples = {}  # (shape, threads) -> engine -> [median per round]
     for round_ in range(args.rounds):
-        for shape, x, hybrid_model, float_model, f32_path, q_path in cases:
+        for shape, x, hybrid_model, float_model, f32_path, q_path, torch_model in cases:
             for t in threads:
                 hq = hybridq_times(binary, shape, t, args.seconds)
                 r = {
@@ -171,12 +198,14 @@ def main():
                     "hybridq_hybrid": hq["hybrid"]["median_us"],
                     "hybridq_float": hq["float"]["median_us"],
                 }
+                if torch_model is not None:
+                    r["torch_dynamic_int8"] = time_torch(torch, torch_model, x, t, args.seconds)
                 kernel = hq["hybrid"]["kernel"]
                 float_kernel = hq["float"]["kernel"]
                 for key, v in r.items():
                     samples.setdefault((shape, t), {}).setdefault(key, []).append(v)
                 print(f"  round {round_ + 1}/{args.rounds}: {shape} threads {t}", file=sys.stderr, flush=True)
-    for _, _, _, _, f32_path, q_path in cases:
+    for _, _, _, _, f32_path, q_path, _ in cases:
         os.remove(f32_path)
         os.remove(q_path)
     print(f"\nCPU: {cpu}; hybridq kernels: hybrid {kernel}, float {float_kernel} "
@@ -199,7 +228,8 @@ def main():
 def print_table(cells):
     """Prints one table of times and ratios; returns its rows."""
     print(f"{'shape BxKxN':<15}{'thr':>4}{'hybridq':>10}{'TFLite':>10}{'XNNPACK':>10}{'ORT int8':>10}"
-          f"{'XNN/hq':>8}{'TFL/hq':>8}{'ORT/hq':>8}{'hq f32':>10}{'best f32':>10}{'f32/best':>9}")
+          f"{'XNN/hq':>8}{'TFL/hq':>8}{'ORT/hq':>8}{'hq f32':>10}{'best f32':>10}{'f32/best':>9}"
+          f"{'torch dq':>10}{'torch/hq':>9}")
     rows = []
     for (shape, t), r in cells.items():
         hq = r["hybridq_hybrid"]
@@ -208,7 +238,9 @@ def print_table(cells):
         rows.append(dict(shape=shape, threads=t, best_f32=best_f32, **r))
         print(f"{shape:<15}{t:>4}{hq:>10.1f}{r['tflite_builtin']:>10.1f}{r['tflite_xnnpack']:>10.1f}"
               f"{r['ort_dynamic_int8']:>10.1f}{r['tflite_xnnpack'] / hq:>8.2f}{r['tflite_builtin'] / hq:>8.2f}"
-              f"{r['ort_dynamic_int8'] / hq:>8.2f}{hf:>10.1f}{best_f32:>10.1f}{hf / best_f32:>9.2f}")
+              f"{r['ort_dynamic_int8'] / hq:>8.2f}{hf:>10.1f}{best_f32:>10.1f}{hf / best_f32:>9.2f}"
+              + (f"{r['torch_dynamic_int8']:>10.1f}{r['torch_dynamic_int8'] / hq:>9.2f}"
+                 if "torch_dynamic_int8" in r else f"{'-':>10}{'-':>9}"))
     return rows
 
 
