@@ -189,11 +189,7 @@ fn rows_pass<K: Int8Kernel, S: TileSink>(
         let mut r = r0;
         while r < own_end {
             let rows = (own_end - r).min(K::ROWS);
-            let mut p = g0;
-            while p < g1 {
-                tile(k, pk, x, sink, shared, r, rows, p, &mut acc);
-                p += tile_panels;
-            }
+            tiles_run(k, pk, x, sink, shared, r, rows, (g0, g1), &mut acc);
             r += rows;
         }
         g0 = g1;
@@ -203,9 +199,10 @@ fn rows_pass<K: Int8Kernel, S: TileSink>(
     }
 }
 
-/// One tile: rows `[r, r + rows)`, channels from panel `p`.
+/// The tiles of rows `[r, r + rows)` against panels `[g0, g1)` (whole tiles; those wholly in
+/// the channel padding are skipped), each finished by `sink` as soon as its dots are done.
 #[allow(clippy::too_many_arguments)]
-fn tile<K: Int8Kernel, S: TileSink>(
+fn tiles_run<K: Int8Kernel, S: TileSink>(
     k: K,
     pk: &PackedWeights,
     x: Rows<'_, K::Input>,
@@ -213,34 +210,63 @@ fn tile<K: Int8Kernel, S: TileSink>(
     shared: &SharedOut<S::Out>,
     r: usize,
     rows: usize,
-    p: usize,
+    (g0, g1): (usize, usize),
     acc: &mut AccBuf,
 ) {
-    let c0 = p * PANEL;
-    if c0 >= pk.n {
-        return; // a tile wholly in the channel padding
-    }
-    let width = (pk.n - c0).min(K::CHANNELS);
-    // SAFETY: tasks get disjoint row ranges or disjoint panel ranges (`run`), and within a task
-    // the tiles of one pass are disjoint (rows_pass walks rows and panels without overlap), so
-    // no live region overlaps this one.
-    let mut region = unsafe { shared.region(r, rows, c0, width) };
+    let tile_panels = K::CHANNELS / PANEL;
+    let live_end = g1.min(pk.n.div_ceil(PANEL));
+    let tiles = live_end.saturating_sub(g0).div_ceil(tile_panels);
     let xs = &x.x[r * x.stride..];
-    let w = pk.panels_from(p);
-    let at = TileAt {
+    let at = |t: usize| TileAt {
         channels: K::CHANNELS,
         r0: r,
-        c0,
+        c0: (g0 + t * tile_panels) * PANEL,
         offset: K::INPUT_OFFSET,
     };
-    let panel_bytes = pk.panel_bytes();
-    let exact = pk.k_padded <= I32_COMBINE_MAX_K.min(K::EXACT_RUN);
-    if exact {
-        k.dots(xs, x.stride, rows, w, panel_bytes, pk.steps, acc);
-        sink.finish(k.width(), acc, at, &mut region);
+    let region = |at: TileAt| {
+        // SAFETY: tasks get disjoint row ranges or disjoint panel ranges (`run`), and within a
+        // task the tiles of one pass are disjoint (rows_pass walks rows and panels without
+        // overlap) and each region lives only while its tile is finished, so no live region
+        // overlaps this one.
+        unsafe { shared.region(r, rows, at.c0, (pk.n - at.c0).min(K::CHANNELS)) }
+    };
+    if pk.k_padded > I32_COMBINE_MAX_K.min(K::EXACT_RUN) {
+        for t in 0..tiles {
+            let w = pk.panels_from(g0 + t * tile_panels);
+            long_tile(k, pk, xs, x.stride, rows, w, acc, &mut |long| {
+                sink.finish_long(long, at(t), &mut region(at(t)))
+            });
+        }
         return;
     }
-    // Long K: exact i32 runs of LONG_K_CHUNK values, added in i64.
+    let panel_bytes = pk.panel_bytes();
+    k.dots_run(
+        xs,
+        x.stride,
+        rows,
+        pk.panels_from(g0),
+        panel_bytes,
+        tile_panels * panel_bytes,
+        pk.steps,
+        tiles,
+        acc,
+        &mut |t, dots| sink.finish(k.width(), dots, at(t), &mut region(at(t))),
+    );
+}
+
+/// One tile of long K: exact i32 runs of `LONG_K_CHUNK` values, added in i64 and handed to
+/// `finish`.
+#[allow(clippy::too_many_arguments)]
+fn long_tile<K: Int8Kernel>(
+    k: K,
+    pk: &PackedWeights,
+    xs: &[K::Input],
+    x_stride: usize,
+    rows: usize,
+    w: &[i8],
+    acc: &mut [i32],
+    finish: &mut impl FnMut(&[i64]),
+) {
     let mut long = vec![0i64; K::ROWS * K::CHANNELS];
     let chunk_steps = (LONG_K_CHUNK / K::K_STEP).min(K::EXACT_RUN / K::K_STEP);
     let mut s0 = 0;
@@ -248,13 +274,13 @@ fn tile<K: Int8Kernel, S: TileSink>(
         let steps = (pk.steps - s0).min(chunk_steps);
         let xk = &xs[s0 * K::K_STEP..];
         let wk = &w[s0 * pk.step_bytes()..];
-        k.dots(xk, x.stride, rows, wk, panel_bytes, steps, acc);
+        k.dots(xk, x_stride, rows, wk, pk.panel_bytes(), steps, acc);
         for (l, &a) in long.iter_mut().zip(acc.iter()) {
             *l += a as i64;
         }
         s0 += steps;
     }
-    sink.finish_long(&long, at, &mut region);
+    finish(&long);
 }
 
 /// Room for the largest tile's i32 dots on the stack (32 rows x 64 channels).

@@ -149,6 +149,39 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
         acc: &mut [i32],
     );
 
+    /// The dots of `tiles` consecutive channel tiles of the same rows: tile `t` reads the
+    /// panels at `w[t * tile_stride..]` and its dots (as [`Int8Kernel::dots`] gives them) are
+    /// handed to `finish(t, acc)` before the next tile starts. The default is a `dots` call per
+    /// tile; a kernel with a setup cost per call (AMX's tile configuration) pays it once per run.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn dots_run(
+        self,
+        x: &[Self::Input],
+        x_stride: usize,
+        rows: usize,
+        w: &[i8],
+        panel_stride: usize,
+        tile_stride: usize,
+        steps: usize,
+        tiles: usize,
+        acc: &mut [i32],
+        finish: &mut impl FnMut(usize, &[i32]),
+    ) {
+        for t in 0..tiles {
+            self.dots(
+                x,
+                x_stride,
+                rows,
+                &w[t * tile_stride..],
+                panel_stride,
+                steps,
+                acc,
+            );
+            finish(t, acc);
+        }
+    }
+
     /// The one-core peak of the kernel's core instruction in GOP/s (see `Kernel::peak_gops`),
     /// or `None` for the portable reference.
     fn peak_gops(self) -> Option<f64>;
