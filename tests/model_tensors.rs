@@ -187,3 +187,82 @@ fn npz_weights_load_into_a_tensor_set() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The header-first reader of files (`TensorSet::read`) accepts exactly the files that the
+/// in-memory parser (`TensorSet::from_bytes`, the crate's validation) accepts, with the same
+/// tensors: on every truncation, every byte flipped in the header and the data, and hostile
+/// headers (lengths past the file, sizes that overflow, gaps and overlaps).
+#[test]
+fn file_reader_agrees_with_the_in_memory_parser() {
+    let good = file(&[
+        (
+            "b",
+            "F16",
+            &[2],
+            le(
+                &[half::f16::ONE, half::f16::NEG_ONE],
+                half::f16::to_le_bytes,
+            ),
+        ),
+        (
+            "a",
+            "F32",
+            &[2, 2],
+            le(&[1.0f32, 2.0, 3.0, 4.0], f32::to_le_bytes),
+        ),
+        ("ids", "I64", &[1], le(&[7i64], i64::to_le_bytes)),
+        (
+            "c",
+            "BF16",
+            &[1],
+            le(&[half::bf16::from_f32(0.5)], half::bf16::to_le_bytes),
+        ),
+    ]);
+    let mut cases: Vec<Vec<u8>> = (0..good.len()).map(|l| good[..l].to_vec()).collect();
+    for i in 0..good.len() {
+        for flip in [0x01u8, 0x20, 0x80] {
+            let mut bad = good.clone();
+            bad[i] ^= flip;
+            cases.push(bad);
+        }
+    }
+    let mut long = good.clone();
+    long.push(0);
+    cases.push(long);
+    cases.push(file(&[("w", "F32", &[usize::MAX, 2], vec![0; 8])]));
+    cases.push(file(&[("w", "F32", &[1 << 40, 1 << 20], vec![0; 16])]));
+    let mut huge = (u64::MAX).to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{}");
+    cases.push(huge);
+    let gap = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+    let mut gapped = (gap.len() as u64).to_le_bytes().to_vec();
+    gapped.extend_from_slice(gap);
+    gapped.extend_from_slice(&[0; 8]);
+    cases.push(gapped);
+    let path =
+        std::env::temp_dir().join(format!("hybridq-agree-{}.safetensors", std::process::id()));
+    let (mut accepted, mut refused) = (0, 0);
+    for bytes in &cases {
+        std::fs::write(&path, bytes).unwrap();
+        let (from_file, in_memory) = (TensorSet::read(&path), TensorSet::from_bytes(bytes));
+        match (&from_file, &in_memory) {
+            (Ok(f), Ok(m)) => {
+                accepted += 1;
+                assert!(f.names().eq(m.names()) && f.skipped().eq(m.skipped()));
+                for name in m.names() {
+                    assert_eq!(f.get(name).unwrap(), m.get(name).unwrap());
+                }
+            }
+            (Err(Error::File { .. }), Err(Error::File { .. })) => refused += 1,
+            _ => panic!(
+                "file {from_file:?} vs memory {in_memory:?} on {} bytes",
+                bytes.len()
+            ),
+        }
+    }
+    std::fs::remove_file(&path).unwrap();
+    assert!(
+        accepted > 1 && refused > good.len(),
+        "{accepted} accepted, {refused} refused"
+    );
+}

@@ -1,15 +1,23 @@
 //! Named float tensors loaded from a safetensors file.
 //!
-//! The file is read whole (its size is known before anything is allocated, and no tensor is
-//! larger than the file), its header is validated by the `safetensors` crate (offsets inside
-//! the data, sizes matching dtype x shape, no overlap), and every tensor of a float dtype
-//! (f32, f16, bf16) is widened to f32, which is exact for all three. Tensors of other dtypes
-//! are listed but cannot be read as floats.
+//! A file is read header first: the header (at most 100 MB, parsed by the `safetensors`
+//! crate's `Metadata`) is checked against the file's size (offsets back to back, sizes
+//! matching dtype x shape, the data ending where the file ends) before any tensor is read, and
+//! then each tensor is read on its own and widened to f32 (exact for f32, f16 and bf16), so
+//! memory peaks at the widened tensors plus a 1 MiB read buffer, never the file twice.
+//! Bytes already in memory go through the crate's own validation; both ways accept and refuse
+//! the same files (a test compares them on every truncation and many corruptions). Tensors of
+//! other dtypes are listed but cannot be read as floats.
+//!
+//! The file is not memory-mapped: a map is `unsafe` in Rust (the program's memory would change
+//! if another process wrote the file), and every tensor is converted anyway, so a map would
+//! save one tensor's buffer at most.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use ndarray::{ArrayView2, ArrayViewD, IxDyn};
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
@@ -89,7 +97,70 @@ impl TensorSet {
     /// is not a regular file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        Self::parse(&read_regular_file(path)?, path)
+        let file_error = |message: String| Error::File {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut file = open_regular_file(path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| file_error(e.to_string()))?
+            .len();
+        let corrupt = |what: &str| file_error(format!("not a valid safetensors file: {what}"));
+        let mut n = [0u8; 8];
+        read_at(&mut file, 0, &mut n).map_err(|_| corrupt("shorter than its header length"))?;
+        let n = u64::from_le_bytes(n);
+        if n > MAX_HEADER_BYTES || n > len.saturating_sub(8) {
+            return Err(corrupt(&format!(
+                "a header of {n} bytes in a file of {len}"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        read_at(&mut file, 8, &mut header).map_err(|e| file_error(e.to_string()))?;
+        let header = std::str::from_utf8(&header).map_err(|e| corrupt(&e.to_string()))?;
+        let metadata: Metadata =
+            serde_json::from_str(header).map_err(|e| corrupt(&e.to_string()))?;
+        let data_start = 8 + n;
+        let data_len = checked_data_len(&metadata).map_err(|e| corrupt(&e))?;
+        if data_start.checked_add(data_len as u64) != Some(len) {
+            return Err(corrupt(&format!(
+                "{data_len} bytes of tensor data declared, {} in the file",
+                len - data_start
+            )));
+        }
+        let mut set = TensorSet::default();
+        let mut stored = Vec::new();
+        for name in metadata.offset_keys() {
+            let info = metadata.info(&name).expect("a key of the metadata");
+            let (s, e) = info.data_offsets;
+            if float_values(info.dtype, &[]).is_none() {
+                set.add(name, info.dtype, info.shape.clone(), &[]);
+                continue;
+            }
+            // Read and widened a chunk at a time (a whole number of values per chunk).
+            let mut values = Vec::with_capacity((e - s) / (info.dtype.bitsize() / 8));
+            let mut at = s;
+            while at < e {
+                stored.resize((e - at).min(READ_CHUNK), 0);
+                read_at(&mut file, data_start + at as u64, &mut stored)
+                    .map_err(|e| file_error(e.to_string()))?;
+                let (dtype, chunk) = float_values(info.dtype, &stored).expect("a float dtype");
+                values.extend_from_slice(&chunk);
+                at += stored.len();
+                if at == e {
+                    let tensor = FloatTensor {
+                        shape: info.shape.clone(),
+                        data: std::mem::take(&mut values),
+                        dtype,
+                    };
+                    set.tensors.insert(name.clone(), tensor);
+                }
+            }
+            if s == e {
+                set.add(name, info.dtype, info.shape.clone(), &[]);
+            }
+        }
+        Ok(set)
     }
 
     /// Reads the float tensors of an `.npz` archive (numpy's `savez`): every f32 array, under
@@ -150,19 +221,28 @@ impl TensorSet {
         })?;
         let mut set = TensorSet::default();
         for (name, view) in st.iter() {
-            let Some((dtype, values)) = float_values(view.dtype(), view.data()) else {
-                set.skipped
-                    .insert(name.to_string(), format!("{:?}", view.dtype()));
-                continue;
-            };
-            let tensor = FloatTensor {
-                shape: view.shape().to_vec(),
-                data: values,
-                dtype,
-            };
-            set.tensors.insert(name.to_string(), tensor);
+            set.add(
+                name.to_string(),
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data(),
+            );
         }
         Ok(set)
+    }
+
+    /// Adds a validated stored tensor: widened when its dtype is a float, else listed as
+    /// skipped.
+    fn add(&mut self, name: String, dtype: Dtype, shape: Vec<usize>, data: &[u8]) {
+        match float_values(dtype, data) {
+            Some((dtype, data)) => {
+                let tensor = FloatTensor { shape, data, dtype };
+                self.tensors.insert(name, tensor);
+            }
+            None => {
+                self.skipped.insert(name, format!("{dtype:?}"));
+            }
+        }
     }
 
     /// Adds (or replaces) tensor `name`.
@@ -256,10 +336,48 @@ impl TensorSet {
     }
 }
 
-/// The whole file at `path`, which must be a regular file (not a directory, FIFO or device).
+/// Bytes of tensor data read at a time (a multiple of every dtype's size).
+const READ_CHUNK: usize = 1 << 20;
+
+/// The safetensors crate's limit on the header's size.
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The data length `metadata` declares, checked as the crate checks a file in memory: the
+/// tensors back to back in offset order from 0, each exactly dtype x shape bytes.
+fn checked_data_len(metadata: &Metadata) -> std::result::Result<usize, String> {
+    let mut end = 0usize;
+    for name in metadata.offset_keys() {
+        let info = metadata.info(&name).expect("a key of the metadata");
+        let (s, e) = info.data_offsets;
+        let bits = info
+            .shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .and_then(|n| n.checked_mul(info.dtype.bitsize()))
+            .ok_or_else(|| format!("tensor `{name}`: its size overflows"))?;
+        if s != end || e < s || bits % 8 != 0 || e - s != bits / 8 {
+            return Err(format!(
+                "tensor `{name}`: offsets {s}..{e} for {} bits from byte {end}",
+                bits
+            ));
+        }
+        end = e;
+    }
+    Ok(end)
+}
+
+/// Fills `buf` from byte `at` of `file`.
+fn read_at(file: &mut std::fs::File, at: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)
+}
+
+/// The file at `path` opened for reading, which must be a regular file (not a directory,
+/// FIFO or device).
 ///
 /// Errors: [`Error::File`].
-pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+fn open_regular_file(path: &Path) -> Result<std::fs::File> {
     let file_error = |message: String| Error::File {
         path: path.to_path_buf(),
         message,
@@ -268,7 +386,21 @@ pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(file_error("not a regular file".into()));
     }
-    std::fs::read(path).map_err(|e| file_error(e.to_string()))
+    std::fs::File::open(path).map_err(|e| file_error(e.to_string()))
+}
+
+/// The whole file at `path`, which must be a regular file (not a directory, FIFO or device).
+///
+/// Errors: [`Error::File`].
+pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut open_regular_file(path)?, &mut bytes).map_err(|e| {
+        Error::File {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(bytes)
 }
 
 /// The values of a tensor of a float dtype widened to f32 (exact), or `None` for another dtype.
