@@ -179,26 +179,48 @@ impl Bert {
     /// Sentence embeddings `[S, hidden]`, mean-pooled over the mask and L2-normalised, of `S`
     /// sentences of token ids padded to one length `len` (`mask[s * len + t]` is 1 for real
     /// tokens).
+    ///
+    /// The padding tokens are dropped first ("remove padding"): the encoder runs on the real
+    /// tokens of every sentence packed one after another, and attention mixes the tokens of
+    /// one sentence only. Every step but attention works row by row and hybridq's layers give
+    /// a row the same bits whatever the batch around it, so the embeddings are those of the
+    /// padded computation (where a padded key's weight is exactly 0 and padded rows are never
+    /// pooled), for the real tokens' share of the work.
     pub fn encode(&self, ids: &[u32], mask: &[u32], len: usize, run: &mut Run) -> Result<Vec<f32>> {
         let (d, sentences) = (self.config.hidden, ids.len() / len.max(1));
-        if len > self.max_positions {
+        if len > self.max_positions || mask.len() != ids.len() {
             return Err(Error::InvalidArgument {
                 op: "Bert::encode",
-                message: format!("{len} tokens > {}", self.max_positions),
+                message: format!(
+                    "{len} tokens (at most {}), {} ids, {} mask values",
+                    self.max_positions,
+                    ids.len(),
+                    mask.len()
+                ),
             });
         }
-        let rows = sentences * len;
+        // The real tokens of each sentence: (first packed row, count).
+        let mut spans = Vec::with_capacity(sentences);
+        let mut tokens = Vec::with_capacity(ids.len());
+        for s in 0..sentences {
+            let start = tokens.len();
+            for t in 0..len {
+                if mask[s * len + t] == 1 {
+                    tokens.push((ids[s * len + t] as usize, t));
+                }
+            }
+            spans.push((start, tokens.len() - start));
+        }
+        let rows = tokens.len();
         let vocab = self.word.len() / d;
         run.h.resize(rows * d, 0.0);
-        for (r, &id) in ids.iter().enumerate() {
-            let id = id as usize;
+        for (r, &(id, t)) in tokens.iter().enumerate() {
             if id >= vocab {
                 return Err(Error::InvalidArgument {
                     op: "Bert::encode",
                     message: format!("token id {id} >= {vocab}"),
                 });
             }
-            let t = r % len;
             let row = &mut run.h[r * d..(r + 1) * d];
             let (word, position) = (&self.word[id * d..], &self.position[t * d..]);
             for (j, h) in row.iter_mut().enumerate() {
@@ -207,29 +229,25 @@ impl Bert {
         }
         layer_norm(&mut run.h, &self.norm, self.config.eps);
         for b in &self.blocks {
-            self.block(b, rows, len, mask, run)?;
+            self.block(b, rows, &spans, run)?;
         }
-        // Mean pooling over the mask, then L2 normalisation.
+        // Mean pooling over each sentence's tokens, then L2 normalisation.
         let mut out = vec![0.0f32; sentences * d];
-        for s in 0..sentences {
-            let e = &mut out[s * d..(s + 1) * d];
-            let mut count = 0.0f32;
-            for t in 0..len {
-                if mask[s * len + t] == 1 {
-                    count += 1.0;
-                    for (o, &h) in e.iter_mut().zip(&run.h[(s * len + t) * d..]) {
-                        *o += h;
-                    }
+        for (e, &(start, n)) in out.chunks_exact_mut(d).zip(&spans) {
+            for h in run.h[start * d..(start + n) * d].chunks_exact(d) {
+                for (o, &h) in e.iter_mut().zip(h) {
+                    *o += h;
                 }
             }
-            e.iter_mut().for_each(|v| *v /= count.max(1e-9));
+            e.iter_mut().for_each(|v| *v /= (n as f32).max(1e-9));
             let norm = e.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
             e.iter_mut().for_each(|v| *v /= norm);
         }
         Ok(out)
     }
 
-    fn block(&self, b: &Block, rows: usize, len: usize, mask: &[u32], run: &mut Run) -> Result<()> {
+    /// One encoder block on `rows` packed token rows; `spans` gives each sentence's rows.
+    fn block(&self, b: &Block, rows: usize, spans: &[(usize, usize)], run: &mut Run) -> Result<()> {
         let (d, heads) = (self.config.hidden, self.config.heads);
         let dh = d / heads;
         for buf in [
@@ -250,37 +268,18 @@ impl Bert {
         run.dense(&b.query, &h, rows, &mut q)?;
         run.dense(&b.key, &h, rows, &mut k)?;
         run.dense(&b.value, &h, rows, &mut v)?;
-        // Scaled dot-product attention per sentence and head, padding masked out: the two
-        // products through ndarray (matrixmultiply) on strided views of the head's columns.
+        // Scaled dot-product attention per sentence and head: the two products through
+        // ndarray (matrixmultiply) on strided views of the head's columns.
         let scale = 1.0 / (dh as f32).sqrt();
-        run.scores.resize(len * len, 0.0);
-        fn head_view(
-            buf: &[f32],
-            at: usize,
-            len: usize,
-            dh: usize,
-            d: usize,
-        ) -> ArrayView2<'_, f32> {
-            ArrayView2::from_shape((len, dh).strides((d, 1)), &buf[at..])
-                .expect("inside the buffer")
+        fn head_view(buf: &[f32], at: usize, n: usize, dh: usize, d: usize) -> ArrayView2<'_, f32> {
+            ArrayView2::from_shape((n, dh).strides((d, 1)), &buf[at..]).expect("inside the buffer")
         }
-        for s in 0..rows / len {
-            // The tokenizer pads on the right: the sentence's `n` real tokens come first. Their
-            // attention reads only real keys (a masked key's weight is exactly 0 anyway); a
-            // padded query's context is 0 (pooling ignores it, and it stays finite).
-            let n = mask[s * len..(s + 1) * len]
-                .iter()
-                .take_while(|&&m| m == 1)
-                .count();
-            let ctx_rows = &mut run.ctx[s * len * d..(s + 1) * len * d];
-            ctx_rows[n * d..].fill(0.0);
-            if n == 0 {
-                continue;
-            }
+        for &(start, n) in spans.iter().filter(|s| s.1 > 0) {
+            run.scores.resize(n * n, 0.0);
             for head in 0..heads {
                 let mut scores =
                     ArrayViewMut2::from_shape((n, n), &mut run.scores[..n * n]).expect("n x n");
-                let at = s * len * d + head * dh;
+                let at = start * d + head * dh;
                 let (qh, kh) = (head_view(&q, at, n, dh, d), head_view(&k, at, n, dh, d));
                 general_mat_mul(scale, &qh, &kh.t(), 0.0, &mut scores);
                 for mut row in scores.rows_mut() {

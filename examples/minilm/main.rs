@@ -12,6 +12,8 @@
 //!
 //! Timing: one sentence at a time (each sentence its own call, no padding) and the sentences
 //! in one padded batch, the median of `--repeats` passes; tokenization is done once, before.
+//! The encoder drops a batch's padding tokens before it runs (see `Bert::encode`), so the
+//! batch costs its real tokens, which the output counts beside the padded ones.
 
 mod bert;
 
@@ -148,6 +150,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         .map(|s| tokenize(&tok, std::slice::from_ref(s)))
         .collect::<Result<_, _>>()?;
     let s_count = sentences.len() as f64;
+    let real_tokens = mask.iter().filter(|&&m| m == 1).count();
     let (mut single_ms, mut single_dense, mut batch_ms, mut batch_dense) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..args.repeats.max(1) {
@@ -166,7 +169,7 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     }
 
     // Where the accuracy goes: every dense layer beside its float reference (the source
-    // weights) on the inputs this mode's pipeline gives it, over the padded batch.
+    // weights) on the inputs this mode's pipeline gives it, over the batch's real tokens.
     let reference = bert::Bert::new(config, &model, &options, Some(&float)).map_err(err)?;
     let mut probe_run = bert::Run::default();
     probe_run.probe = Some(AccuracyProbe::new());
@@ -184,16 +187,17 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     );
     println!(
         "time per sentence (median of {}): one at a time {:.3} ms (dense layers {:.3} ms); \
-         padded batch of {} {:.3} ms (dense {:.3} ms)",
+         padded batch of {} ({real_tokens} real of {} tokens) {:.3} ms (dense {:.3} ms)",
         args.repeats.max(1),
         median(single_ms.clone()),
         median(single_dense.clone()),
         sentences.len(),
+        ids.len(),
         median(batch_ms.clone()),
         median(batch_dense.clone())
     );
     if mode != Mode::Float {
-        println!("per-layer accuracy against float weights (padded batch), worst first:");
+        println!("per-layer accuracy against float weights (batch, real tokens), worst first:");
         println!(
             "  {:<42} {:>9} {:>11} {:>10} {:>9}",
             "layer", "SQNR dB", "cosine", "max |err|", "outliers"
@@ -263,6 +267,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
                 "kernel": encoder.kernel_name(),
                 "threads": args.threads,
                 "sentences": sentences.len(),
+                "batch_tokens": real_tokens,
+                "batch_padded_tokens": ids.len(),
                 "ms_per_sentence": median(single_ms),
                 "ms_per_sentence_batched": median(batch_ms),
                 "dense_ms_per_sentence": median(single_dense),
