@@ -270,6 +270,59 @@ impl<R: Read + Seek> NpzArchive<R> {
         Array::<T, D>::read_npy(Cursor::new(&bytes)).map_err(|e| fail(e.to_string()))
     }
 
+    /// The numpy `float16` array `key` (type `'<f2'` or `'>f2'`, C or Fortran order) widened
+    /// to f32, which is exact (ndarray-npy has no f16 element type).
+    ///
+    /// Errors: [`Error::File`] for a missing or malformed entry, another dtype, or a data
+    /// length other than the shape's.
+    pub fn f16_array_widened(&self, key: &str) -> Result<ndarray::ArrayD<f32>> {
+        let fail = |message: String| Error::File {
+            path: self.path.clone(),
+            message: format!("array `{key}`: {message}"),
+        };
+        let bytes = self.entry_bytes(key).map_err(fail)?;
+        check_npy_sizes(&bytes).map_err(fail)?;
+        let mut cursor = Cursor::new(&bytes[..]);
+        let header =
+            Header::from_reader(&mut cursor).map_err(|e| fail(format!("bad header: {e}")))?;
+        let descr = header.type_descriptor.to_string();
+        let big_endian = match descr.trim_matches(|c| c == '\'' || c == '"') {
+            "<f2" => false,
+            ">f2" => true,
+            other => return Err(fail(format!("dtype {other}, not float16"))),
+        };
+        let data = &bytes[cursor.position() as usize..];
+        let n: usize = header.shape.iter().product();
+        if data.len() != 2 * n {
+            return Err(fail(format!(
+                "shape {:?} needs {} data bytes, the entry has {}",
+                header.shape,
+                2 * n,
+                data.len()
+            )));
+        }
+        let values: Vec<f32> = data
+            .chunks_exact(2)
+            .map(|c| {
+                let b = [c[0], c[1]];
+                let h = if big_endian {
+                    half::f16::from_be_bytes(b)
+                } else {
+                    half::f16::from_le_bytes(b)
+                };
+                h.to_f32()
+            })
+            .collect();
+        let shape = ndarray::IxDyn(&header.shape);
+        let array = if header.layout.is_fortran() {
+            ndarray::ArrayD::from_shape_vec(ndarray::ShapeBuilder::f(shape), values)
+        } else {
+            ndarray::ArrayD::from_shape_vec(shape, values)
+        }
+        .map_err(|e| fail(e.to_string()))?;
+        Ok(array.as_standard_layout().into_owned())
+    }
+
     /// Like [`NpzArchive::array`], but `None` when the key is absent.
     pub fn optional_array<T: ReadableElement, D: Dimension>(
         &self,

@@ -266,3 +266,79 @@ fn file_reader_agrees_with_the_in_memory_parser() {
         "{accepted} accepted, {refused} refused"
     );
 }
+
+/// An `.npy` entry of numpy `float16` values (`descr`: `'<f2'` or `'>f2'`), written by hand as
+/// numpy writes it (ndarray-npy cannot write f16).
+#[cfg(feature = "npz")]
+fn f16_npy(descr: &str, shape: &str, fortran: bool, bytes: &[u8]) -> Vec<u8> {
+    let mut dict = format!(
+        "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
+        if fortran { "True" } else { "False" }
+    );
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// numpy `float16` arrays in an `.npz` are widened exactly (either byte order, C or Fortran
+/// order); a truncated f16 entry is a typed error.
+#[cfg(feature = "npz")]
+#[test]
+fn npz_f16_arrays_are_widened_exactly() {
+    use std::io::Write;
+    let values = [0.5f32, -65504.0, 6.1e-5, 1.0 / 3.0, 0.0, -2.0];
+    let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let le_bytes = le(&halves, half::f16::to_le_bytes);
+    let be_bytes = le(&halves, half::f16::to_be_bytes);
+    let dir = std::env::temp_dir().join(format!("hybridq-npz-f16-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, entries: &[(&str, Vec<u8>)]| {
+        let path = dir.join(name);
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        for (key, bytes) in entries {
+            zip.start_file(*key, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(bytes).unwrap();
+        }
+        zip.finish().unwrap();
+        path
+    };
+    let path = write(
+        "f16.npz",
+        &[
+            ("c.npy", f16_npy("<f2", "(2, 3)", false, &le_bytes)),
+            ("big.npy", f16_npy(">f2", "(2, 3)", false, &be_bytes)),
+            ("fortran.npy", f16_npy("<f2", "(3, 2)", true, &le_bytes)),
+        ],
+    );
+    let set = TensorSet::read_npz(&path).unwrap();
+    let exact: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+    for key in ["c", "big"] {
+        let t = set.get(key).unwrap();
+        assert_eq!(
+            (t.shape.as_slice(), t.dtype),
+            (&[2usize, 3][..], SourceDtype::F16)
+        );
+        assert_eq!(t.data, exact, "{key}");
+    }
+    // Fortran order: element (i, j) is value j * 3 + i.
+    let f = set.matrix("fortran").unwrap();
+    for ((i, j), &v) in f.indexed_iter() {
+        assert_eq!(v, exact[j * 3 + i]);
+    }
+    let truncated = write(
+        "short.npz",
+        &[("w.npy", f16_npy("<f2", "(2, 3)", false, &le_bytes[..10]))],
+    );
+    assert!(matches!(
+        TensorSet::read_npz(&truncated),
+        Err(Error::File { .. })
+    ));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

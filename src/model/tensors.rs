@@ -163,11 +163,11 @@ impl TensorSet {
         Ok(set)
     }
 
-    /// Reads the float tensors of an `.npz` archive (numpy's `savez`): every f32 array, under
-    /// its key. Arrays of other dtypes (f64, integers, bool) are listed in
-    /// [`TensorSet::skipped`]; the reader's limits ([`crate::npz::ReadLimits`]) bound what a
-    /// hostile archive can make it allocate. (The `.npy` reader has no f16: store f16 and bf16
-    /// weights in safetensors, or as f32.)
+    /// Reads the float tensors of an `.npz` archive (numpy's `savez`): every f32 and f16
+    /// array (widened exactly), under its key. Arrays of other dtypes (f64, integers, bool) are
+    /// listed in [`TensorSet::skipped`]; the reader's limits ([`crate::npz::ReadLimits`]) bound
+    /// what a hostile archive can make it allocate. (numpy has no bf16: store bf16 weights in
+    /// safetensors.)
     ///
     /// Errors: [`Error::File`] for an unreadable, truncated or corrupt archive or entry.
     #[cfg(feature = "npz")]
@@ -188,6 +188,17 @@ impl TensorSet {
                         shape,
                         data,
                         dtype: SourceDtype::F32,
+                    };
+                    set.tensors.insert(key, tensor);
+                }
+                Err(_) if npz.f16_array_widened(&key).is_ok() => {
+                    let a = npz.f16_array_widened(&key)?;
+                    let shape = a.shape().to_vec();
+                    let (data, _) = a.into_raw_vec_and_offset();
+                    let tensor = FloatTensor {
+                        shape,
+                        data,
+                        dtype: SourceDtype::F16,
                     };
                     set.tensors.insert(key, tensor);
                 }
