@@ -37,7 +37,7 @@ pub(crate) const MACS_PER_TASK: usize = 1 << 16;
 /// runs slower (a busy sibling hyperthread, a worker woken late) takes fewer. On the Intel Xeon
 /// with AMX, 2 threads, 512 x 768 x 3072: with one piece per thread the calling thread spent
 /// 15% of its time waiting for the other.
-const CHUNKS_PER_TASK: usize = 4;
+pub(crate) const CHUNKS_PER_TASK: usize = 4;
 
 /// Tasks for a call of `macs` multiply-adds on up to `threads` threads.
 pub(crate) fn tasks_for(macs: usize, threads: usize) -> usize {

@@ -198,9 +198,10 @@ impl F32Visitor for Matmul<'_> {
         if tasks <= 1 {
             run(0..groups);
         } else {
-            let per = groups.div_ceil(tasks);
-            super::pool::run(tasks, tasks, &|t| {
-                run((t * per).min(groups)..((t + 1) * per).min(groups))
+            // Pieces claimed in turn, as the int8 driver's (`driver::CHUNKS_PER_TASK`).
+            let chunks = (tasks * super::driver::CHUNKS_PER_TASK).min(groups);
+            super::pool::run(chunks, tasks, &|t| {
+                run(groups * t / chunks..groups * (t + 1) / chunks)
             });
         }
     }
