@@ -195,6 +195,57 @@ fn propagate_policy_gives_nan_rows_and_leaves_other_rows_alone() {
     }
 }
 
+/// Inputs large enough for the threaded finite check (2^18 values and more, 2 threads): the
+/// error names the first non-finite value in row-major order, and with `Propagate` exactly the
+/// bad rows are NaN and the others equal a one-thread run bit for bit.
+#[test]
+fn threaded_finite_check_finds_the_first_bad_value() {
+    let (rows, k, n) = (300, 1024, 8);
+    let w = Array2::from_shape_fn((n, k), |(i, j)| ((i * 7 + j * 3) % 19) as f32 / 9.0 - 1.0);
+    let one = HybridLinear::from_f32(
+        w.view(),
+        None,
+        Granularity::PerChannel,
+        HybridConfig::default(),
+    )
+    .unwrap()
+    .with_threads(1);
+    let two = one.clone().with_threads(2);
+    let mut x = Array2::from_shape_fn((rows, k), |(i, j)| ((i * 5 + j) % 23) as f32 / 11.0 - 1.0);
+    x[[250, 9]] = f32::NEG_INFINITY;
+    x[[200, 5]] = f32::NAN;
+    x[[200, 700]] = f32::INFINITY;
+    for l in [&one, &two] {
+        let e = l.forward(x.view()).unwrap_err();
+        assert!(
+            matches!(e, Error::NonFinite { index, .. } if index == 200 * k + 5),
+            "{e}"
+        );
+    }
+    let propagate = |l: &HybridLinear| {
+        l.with_config(HybridConfig {
+            non_finite: NonFinitePolicy::Propagate,
+            ..*l.config()
+        })
+        .with_threads(l.threads())
+    };
+    let (y1, y2) = (
+        propagate(&one).forward(x.view()).unwrap(),
+        propagate(&two).forward(x.view()).unwrap(),
+    );
+    for r in 0..rows {
+        let bad = r == 200 || r == 250;
+        assert_eq!(y2.row(r).iter().all(|v| v.is_nan()), bad, "row {r}");
+        if !bad {
+            assert!(y1
+                .row(r)
+                .iter()
+                .zip(y2.row(r))
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+}
+
 #[test]
 fn depth_beyond_the_supported_maximum_is_refused() {
     let q = Array2::<i8>::zeros((1, MAX_DEPTH + 1));

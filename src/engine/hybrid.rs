@@ -86,8 +86,9 @@ impl<K: Int8Kernel> HybridEngine<K> {
     }
 }
 
-/// Rows below which the quantization pass stays on the calling thread.
-const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
+/// Input values below which the passes over the input (the finite check, the quantization)
+/// stay on the calling thread.
+pub(crate) const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
 
 impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
     fn kernel(&self) -> Kernel {
@@ -129,7 +130,7 @@ impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
                 one(b, qrow, p);
             }
         } else {
-            let per = rows.div_ceil(threads);
+            let per = rows.div_ceil(threads * driver::CHUNKS_PER_TASK);
             crate::gemm::pool::for_each_chunk_pair(
                 q,
                 per * stride,

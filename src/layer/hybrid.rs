@@ -10,6 +10,7 @@ use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
 use crate::engine::hybrid::HybridProduct;
+use crate::engine::hybrid::QUANTIZE_PARALLEL_VALUES;
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
 use crate::kernels::Kernel;
@@ -206,17 +207,31 @@ impl HybridLinear {
     fn check_inputs(&self, x: &[f32], rows: usize, scratch: &mut Scratch) -> Result<bool> {
         let k = self.weights.k();
         grow(&mut scratch.row_is_finite, rows, true);
-        for (b, row) in x.chunks_exact(k).enumerate() {
-            let bad = crate::error::first_non_finite(row);
-            if let (Some(i), NonFinitePolicy::Error) = (bad, self.config.non_finite) {
-                return Err(Error::NonFinite {
-                    op: "HybridLinear::forward",
-                    what: "input",
-                    index: b * k + i,
-                    value: row[i],
-                });
+        let flags = &mut scratch.row_is_finite[..rows];
+        let check = |first: usize, flags: &mut [bool]| {
+            for (j, flag) in flags.iter_mut().enumerate() {
+                let b = first + j;
+                *flag = crate::error::first_non_finite(&x[b * k..(b + 1) * k]).is_none();
             }
-            scratch.row_is_finite[b] = bad.is_none();
+        };
+        if self.threads > 1 && rows > 1 && rows * k >= QUANTIZE_PARALLEL_VALUES {
+            let per = rows.div_ceil(self.threads * crate::gemm::driver::CHUNKS_PER_TASK);
+            crate::gemm::pool::for_each_chunk(flags, per, self.threads, |t, f| check(t * per, f));
+        } else {
+            check(0, flags);
+        }
+        if let (Some(b), NonFinitePolicy::Error) = (
+            flags.iter().position(|&finite| !finite),
+            self.config.non_finite,
+        ) {
+            let row = &x[b * k..(b + 1) * k];
+            let i = crate::error::first_non_finite(row).expect("a non-finite value");
+            return Err(Error::NonFinite {
+                op: "HybridLinear::forward",
+                what: "input",
+                index: b * k + i,
+                value: row[i],
+            });
         }
         Ok(x.iter().all(|&v| v == 0.0))
     }
