@@ -281,17 +281,14 @@ impl<R: Read + Seek> NpzArchive<R> {
             message: format!("array `{key}`: {message}"),
         };
         let bytes = self.entry_bytes(key).map_err(fail)?;
-        check_npy_sizes(&bytes).map_err(fail)?;
-        let mut cursor = Cursor::new(&bytes[..]);
-        let header =
-            Header::from_reader(&mut cursor).map_err(|e| fail(format!("bad header: {e}")))?;
+        let (header, data_start) = check_npy_sizes(&bytes).map_err(fail)?;
         let descr = header.type_descriptor.to_string();
         let big_endian = match descr.trim_matches(|c| c == '\'' || c == '"') {
             "<f2" => false,
             ">f2" => true,
             other => return Err(fail(format!("dtype {other}, not float16"))),
         };
-        let data = &bytes[cursor.position() as usize..];
+        let data = &bytes[data_start..];
         let n: usize = header.shape.iter().product();
         if data.len() != 2 * n {
             return Err(fail(format!(
@@ -314,13 +311,12 @@ impl<R: Read + Seek> NpzArchive<R> {
             })
             .collect();
         let shape = ndarray::IxDyn(&header.shape);
-        let array = if header.layout.is_fortran() {
+        if header.layout.is_fortran() {
             ndarray::ArrayD::from_shape_vec(ndarray::ShapeBuilder::f(shape), values)
         } else {
             ndarray::ArrayD::from_shape_vec(shape, values)
         }
-        .map_err(|e| fail(e.to_string()))?;
-        Ok(array.as_standard_layout().into_owned())
+        .map_err(|e| fail(e.to_string()))
     }
 
     /// Like [`NpzArchive::array`], but `None` when the key is absent.
@@ -373,8 +369,9 @@ const NPY_MAGIC: &[u8] = b"\x93NUMPY";
 /// Checks that an `.npy` byte string holds a complete header, a shape an array can hold
 /// (ndarray requires the product of the non-zero axis lengths, in bytes, to fit in `isize`,
 /// whatever the zero-length axes), and at least as many data bytes as the header's shape and
-/// dtype declare, before any parser sizes a buffer from them.
-fn check_npy_sizes(bytes: &[u8]) -> std::result::Result<(), String> {
+/// dtype declare, before any parser sizes a buffer from them; returns the parsed header and
+/// where the data starts.
+fn check_npy_sizes(bytes: &[u8]) -> std::result::Result<(Header, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != NPY_MAGIC {
         return Err("not an .npy array (bad magic string or too short)".into());
     }
@@ -421,7 +418,7 @@ fn check_npy_sizes(bytes: &[u8]) -> std::result::Result<(), String> {
             header.shape
         ));
     }
-    Ok(())
+    Ok((header, data_start))
 }
 
 /// The element size from a header's type descriptor such as `'<f4'` or `'|i1'`.

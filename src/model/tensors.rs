@@ -11,7 +11,7 @@
 //!
 //! The file is not memory-mapped: a map is `unsafe` in Rust (the program's memory would change
 //! if another process wrote the file), and every tensor is converted anyway, so a map would
-//! save one tensor's buffer at most.
+//! save the 1 MiB read buffer at most.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -132,33 +132,25 @@ impl TensorSet {
         let mut stored = Vec::new();
         for name in metadata.offset_keys() {
             let info = metadata.info(&name).expect("a key of the metadata");
-            let (s, e) = info.data_offsets;
-            if float_values(info.dtype, &[]).is_none() {
-                set.add(name, info.dtype, info.shape.clone(), &[]);
+            let Some(dtype) = source_dtype(info.dtype) else {
+                set.skipped.insert(name, format!("{:?}", info.dtype));
                 continue;
-            }
+            };
             // Read and widened a chunk at a time (a whole number of values per chunk).
-            let mut values = Vec::with_capacity((e - s) / (info.dtype.bitsize() / 8));
-            let mut at = s;
-            while at < e {
+            let (s, e) = info.data_offsets;
+            let mut data = Vec::with_capacity((e - s) / dtype.bytes());
+            for at in (s..e).step_by(READ_CHUNK) {
                 stored.resize((e - at).min(READ_CHUNK), 0);
                 read_at(&mut file, data_start + at as u64, &mut stored)
                     .map_err(|e| file_error(e.to_string()))?;
-                let (dtype, chunk) = float_values(info.dtype, &stored).expect("a float dtype");
-                values.extend_from_slice(&chunk);
-                at += stored.len();
-                if at == e {
-                    let tensor = FloatTensor {
-                        shape: info.shape.clone(),
-                        data: std::mem::take(&mut values),
-                        dtype,
-                    };
-                    set.tensors.insert(name.clone(), tensor);
-                }
+                widen_into(dtype, &stored, &mut data);
             }
-            if s == e {
-                set.add(name, info.dtype, info.shape.clone(), &[]);
-            }
+            let tensor = FloatTensor {
+                shape: info.shape.clone(),
+                data,
+                dtype,
+            };
+            set.tensors.insert(name, tensor);
         }
         Ok(set)
     }
@@ -176,51 +168,45 @@ impl TensorSet {
         let npz = crate::npz::NpzArchive::open(path.as_ref())?;
         let mut set = TensorSet::default();
         let keys: Vec<String> = npz.keys().map(String::from).collect();
+        // The values in row-major order, copied only when the array is not in that order.
+        let insert = |set: &mut TensorSet, key: String, a: ndarray::ArrayD<f32>, dtype| {
+            let shape = a.shape().to_vec();
+            let a = if a.is_standard_layout() {
+                a
+            } else {
+                a.as_standard_layout().into_owned()
+            };
+            let (data, _) = a.into_raw_vec_and_offset();
+            set.tensors.insert(key, FloatTensor { shape, data, dtype });
+        };
         for key in keys {
-            match npz.array::<f32, IxDyn>(&key) {
+            let f32_error = match npz.array::<f32, IxDyn>(&key) {
                 Ok(a) => {
-                    let shape = a.shape().to_vec();
-                    let (data, _) = a
-                        .as_standard_layout()
-                        .into_owned()
-                        .into_raw_vec_and_offset();
-                    let tensor = FloatTensor {
-                        shape,
-                        data,
-                        dtype: SourceDtype::F32,
-                    };
-                    set.tensors.insert(key, tensor);
+                    insert(&mut set, key, a, SourceDtype::F32);
+                    continue;
                 }
-                Err(_) if npz.f16_array_widened(&key).is_ok() => {
-                    let a = npz.f16_array_widened(&key)?;
-                    let shape = a.shape().to_vec();
-                    let (data, _) = a.into_raw_vec_and_offset();
-                    let tensor = FloatTensor {
-                        shape,
-                        data,
-                        dtype: SourceDtype::F16,
-                    };
-                    set.tensors.insert(key, tensor);
-                }
-                Err(f32_error) => {
-                    // Another dtype the reader knows is skipped; anything else is an error.
-                    let other = [
-                        ("f64", npz.array::<f64, IxDyn>(&key).is_ok()),
-                        ("i64", npz.array::<i64, IxDyn>(&key).is_ok()),
-                        ("i32", npz.array::<i32, IxDyn>(&key).is_ok()),
-                        ("i16", npz.array::<i16, IxDyn>(&key).is_ok()),
-                        ("i8", npz.array::<i8, IxDyn>(&key).is_ok()),
-                        ("u8", npz.array::<u8, IxDyn>(&key).is_ok()),
-                        ("bool", npz.array::<bool, IxDyn>(&key).is_ok()),
-                    ];
-                    match other.iter().find(|(_, ok)| *ok) {
-                        Some((dtype, _)) => {
-                            set.skipped.insert(key, (*dtype).to_string());
-                        }
-                        None => return Err(f32_error),
-                    }
-                }
+                Err(e) => e,
+            };
+            if let Ok(a) = npz.f16_array_widened(&key) {
+                insert(&mut set, key, a, SourceDtype::F16);
+                continue;
             }
+            // Another dtype the reader knows is skipped; anything else is an error. The
+            // dtypes are tried in turn (each try reads the entry), up to the first that fits.
+            let other: [(&str, &dyn Fn() -> bool); 7] = [
+                ("f64", &|| npz.array::<f64, IxDyn>(&key).is_ok()),
+                ("i64", &|| npz.array::<i64, IxDyn>(&key).is_ok()),
+                ("i32", &|| npz.array::<i32, IxDyn>(&key).is_ok()),
+                ("i16", &|| npz.array::<i16, IxDyn>(&key).is_ok()),
+                ("i8", &|| npz.array::<i8, IxDyn>(&key).is_ok()),
+                ("u8", &|| npz.array::<u8, IxDyn>(&key).is_ok()),
+                ("bool", &|| npz.array::<bool, IxDyn>(&key).is_ok()),
+            ];
+            let Some((dtype, _)) = other.iter().find(|(_, fits)| fits()) else {
+                return Err(f32_error);
+            };
+            let dtype = dtype.to_string();
+            set.skipped.insert(key, dtype);
         }
         Ok(set)
     }
@@ -414,25 +400,35 @@ pub(crate) fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The values of a tensor of a float dtype widened to f32 (exact), or `None` for another dtype.
-pub(crate) fn float_values(dtype: Dtype, data: &[u8]) -> Option<(SourceDtype, Vec<f32>)> {
-    Some(match dtype {
-        Dtype::F32 => (SourceDtype::F32, widen(data, f32::from_le_bytes)),
-        Dtype::F16 => (
-            SourceDtype::F16,
-            widen(data, |[a, b]| half::f16::from_le_bytes([a, b]).to_f32()),
-        ),
-        Dtype::BF16 => (
-            SourceDtype::Bf16,
-            widen(data, |[a, b]| half::bf16::from_le_bytes([a, b]).to_f32()),
-        ),
-        _ => return None,
-    })
+/// The float dtype of a stored dtype, or `None` for another dtype.
+fn source_dtype(dtype: Dtype) -> Option<SourceDtype> {
+    match dtype {
+        Dtype::F32 => Some(SourceDtype::F32),
+        Dtype::F16 => Some(SourceDtype::F16),
+        Dtype::BF16 => Some(SourceDtype::Bf16),
+        _ => None,
+    }
 }
 
-/// Little-endian values of `N` bytes each, widened by `f`.
-fn widen<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
-    data.chunks_exact(N)
-        .map(|c| f(c.try_into().expect("N bytes")))
-        .collect()
+/// Appends the little-endian values of `data` stored as `dtype`, widened to f32 (exact).
+fn widen_into(dtype: SourceDtype, data: &[u8], out: &mut Vec<f32>) {
+    fn widen<const N: usize>(data: &[u8], out: &mut Vec<f32>, f: impl Fn([u8; N]) -> f32) {
+        out.extend(
+            data.chunks_exact(N)
+                .map(|c| f(c.try_into().expect("N bytes"))),
+        );
+    }
+    match dtype {
+        SourceDtype::F32 => widen(data, out, f32::from_le_bytes),
+        SourceDtype::F16 => widen(data, out, |b| half::f16::from_le_bytes(b).to_f32()),
+        SourceDtype::Bf16 => widen(data, out, |b| half::bf16::from_le_bytes(b).to_f32()),
+    }
+}
+
+/// The values of a tensor of a float dtype widened to f32 (exact), or `None` for another dtype.
+pub(crate) fn float_values(dtype: Dtype, data: &[u8]) -> Option<(SourceDtype, Vec<f32>)> {
+    let dtype = source_dtype(dtype)?;
+    let mut values = Vec::with_capacity(data.len() / dtype.bytes());
+    widen_into(dtype, data, &mut values);
+    Some((dtype, values))
 }
