@@ -88,7 +88,14 @@ impl<K: Int8Kernel> HybridEngine<K> {
 
 /// Input values below which the passes over the input (the finite check, the quantization)
 /// stay on the calling thread.
-pub(crate) const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
+const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
+
+/// Rows per piece of a pass over `rows` input rows of `k` values on `threads` threads (pieces
+/// claimed in turn, as the driver's), or `None` when the pass stays on the calling thread.
+pub(crate) fn input_rows_per_piece(rows: usize, k: usize, threads: usize) -> Option<usize> {
+    (threads > 1 && rows > 1 && rows * k >= QUANTIZE_PARALLEL_VALUES)
+        .then(|| rows.div_ceil(threads * driver::CHUNKS_PER_TASK))
+}
 
 impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
     fn kernel(&self) -> Kernel {
@@ -121,16 +128,7 @@ impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
                 *p = RowParams::ZERO_ROW;
             }
         };
-        if threads <= 1 || rows < 2 || rows * k < QUANTIZE_PARALLEL_VALUES {
-            for (b, (qrow, p)) in q
-                .chunks_exact_mut(stride)
-                .zip(params.iter_mut())
-                .enumerate()
-            {
-                one(b, qrow, p);
-            }
-        } else {
-            let per = rows.div_ceil(threads * driver::CHUNKS_PER_TASK);
+        if let Some(per) = input_rows_per_piece(rows, k, threads) {
             crate::gemm::pool::for_each_chunk_pair(
                 q,
                 per * stride,
@@ -143,6 +141,14 @@ impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
                     }
                 },
             );
+        } else {
+            for (b, (qrow, p)) in q
+                .chunks_exact_mut(stride)
+                .zip(params.iter_mut())
+                .enumerate()
+            {
+                one(b, qrow, p);
+            }
         }
         let sink = HybridSink {
             params: &scratch.params[..rows],

@@ -39,6 +39,12 @@ pub(crate) const MACS_PER_TASK: usize = 1 << 16;
 /// 15% of its time waiting for the other.
 pub(crate) const CHUNKS_PER_TASK: usize = 4;
 
+/// How many pieces `units` (whole tiles, row blocks, panel groups) are cut into for a call on
+/// `tasks` threads: [`CHUNKS_PER_TASK`] per thread, at most one unit each.
+pub(crate) fn pieces(tasks: usize, units: usize) -> usize {
+    (tasks * CHUNKS_PER_TASK).min(units).max(1)
+}
+
 /// Tasks for a call of `macs` multiply-adds on up to `threads` threads.
 pub(crate) fn tasks_for(macs: usize, threads: usize) -> usize {
     threads.clamp(1, (macs / MACS_PER_TASK).max(1))
@@ -134,13 +140,13 @@ pub(crate) fn run<K: Int8Kernel, S: TileSink>(
     if tasks == 1 {
         block(0, x.rows, 0, tiles);
     } else if tiles >= tasks {
-        let chunks = (tasks * CHUNKS_PER_TASK).min(tiles);
+        let chunks = pieces(tasks, tiles);
         super::pool::run(chunks, tasks, &|t| {
             block(0, x.rows, tiles * t / chunks, tiles * (t + 1) / chunks);
         });
     } else {
         let blocks = x.rows.div_ceil(K::ROWS);
-        let chunks = (tasks * CHUNKS_PER_TASK).min(blocks).max(tasks);
+        let chunks = pieces(tasks, blocks);
         super::pool::run(chunks, tasks, &|t| {
             let (b0, b1) = (blocks * t / chunks, blocks * (t + 1) / chunks);
             block(

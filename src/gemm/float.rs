@@ -198,8 +198,8 @@ impl F32Visitor for Matmul<'_> {
         if tasks <= 1 {
             run(0..groups);
         } else {
-            // Pieces claimed in turn, as the int8 driver's (`driver::CHUNKS_PER_TASK`).
-            let chunks = (tasks * super::driver::CHUNKS_PER_TASK).min(groups);
+            // Pieces claimed in turn, as in the int8 driver.
+            let chunks = super::driver::pieces(tasks, groups);
             super::pool::run(chunks, tasks, &|t| {
                 run(groups * t / chunks..groups * (t + 1) / chunks)
             });

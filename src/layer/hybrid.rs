@@ -9,8 +9,8 @@ use super::rows::check_rows;
 use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
+use crate::engine::hybrid::input_rows_per_piece;
 use crate::engine::hybrid::HybridProduct;
-use crate::engine::hybrid::QUANTIZE_PARALLEL_VALUES;
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
 use crate::kernels::Kernel;
@@ -214,8 +214,7 @@ impl HybridLinear {
                 *flag = crate::error::first_non_finite(&x[b * k..(b + 1) * k]).is_none();
             }
         };
-        if self.threads > 1 && rows > 1 && rows * k >= QUANTIZE_PARALLEL_VALUES {
-            let per = rows.div_ceil(self.threads * crate::gemm::driver::CHUNKS_PER_TASK);
+        if let Some(per) = input_rows_per_piece(rows, k, self.threads) {
             crate::gemm::pool::for_each_chunk(flags, per, self.threads, |t, f| check(t * per, f));
         } else {
             check(0, flags);

@@ -18,8 +18,8 @@
 //! an L2 group) reads the thread's tile configuration back (`sttilecfg`) once and loads its
 //! own only when they differ, and leaves it loaded: a `ldtilecfg` + `tilerelease` per tile
 //! cost about a fifth of the time on 512 x 768 x 3072, and the `sttilecfg` alone, once per
-//! tile, a quarter of the kernel's profile (it waits for the previous tile's products). Nothing of the previous state is used:
-//! every tile is zeroed or loaded before it is read.
+//! tile, a quarter of the kernel's profile (it waits for the previous tile's products).
+//! Nothing of the previous state is used: every tile is zeroed or loaded before it is read.
 //!
 //! **Safety.** Rust has no stable AMX intrinsics, so the instructions are `asm!`. Linux hands out AMX state only after
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, which [`Amx::new`] requests once.
