@@ -29,23 +29,31 @@ const QUAD_BYTES: usize = 4 * PANEL;
 /// Longest run of u8 x i8 products an i32 lane holds exactly: `65_793 * 255 * 128 < 2^31`.
 pub(crate) const EXACT_U8_RUN: usize = 65_793;
 
-/// Bytes ahead at which the one-row kernel prefetches each weight stream.
+/// Bytes ahead at which the tiles, and on Intel the one-row kernel, prefetch each weight
+/// stream.
 const PREFETCH: usize = 2048;
 
-/// Proof that the CPU runs AVX-512 VNNI (with the [`V512`] width).
+/// Proof that the CPU runs AVX-512 VNNI (with the [`V512`] width), with the one-row kernel's
+/// prefetch distance for this CPU ([`super::row_stream_prefetch`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Vnni512(V512);
+pub(crate) struct Vnni512 {
+    width: V512,
+    row_prefetch: usize,
+}
 
 impl Vnni512 {
     /// The proof, where AVX-512 F/BW/VL/DQ/VNNI, AVX2 and FMA are available.
     pub(crate) fn new() -> Option<Self> {
-        let w = V512::new()?;
-        std::arch::is_x86_feature_detected!("avx512vnni").then_some(Vnni512(w))
+        let width = V512::new()?;
+        std::arch::is_x86_feature_detected!("avx512vnni").then_some(Vnni512 {
+            width,
+            row_prefetch: super::row_stream_prefetch(PREFETCH),
+        })
     }
 
     /// The width it implies.
     pub(crate) fn width(self) -> V512 {
-        self.0
+        self.width
     }
 
     /// The measured peak of `vpdpbusd` on 512-bit registers.
@@ -152,7 +160,7 @@ macro_rules! vnni512_kernel {
                 // panel `steps * 64` (checked).
                 unsafe {
                     if $rows == 1 {
-                        stream::<$panels>(xs[0], ws, steps, acc)
+                        stream::<$panels>(xs[0], ws, steps, self.0.row_prefetch, acc)
                     } else {
                         tile::<$rows, $panels>(xs, ws, steps, acc)
                     }
@@ -239,21 +247,30 @@ unsafe fn tile<const R: usize, const P: usize>(
 const UNROLL: usize = 4;
 
 /// One row against `P` panels: `P` weight streams in flight, [`UNROLL`] quads per iteration
-/// into independent accumulators (added in i32 at the end: exact), each stream prefetched.
+/// into independent accumulators (added in i32 at the end: exact), each stream prefetched
+/// `prefetch` bytes ahead (none when 0).
 ///
 /// # Safety
 /// As [`tile`] with `R = 1`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn stream<const P: usize>(x: *const u8, w: [*const i8; P], steps: usize, acc: &mut [i32]) {
+unsafe fn stream<const P: usize>(
+    x: *const u8,
+    w: [*const i8; P],
+    steps: usize,
+    prefetch: usize,
+    acc: &mut [i32],
+) {
     let mut a = [[_mm512_setzero_si512(); UNROLL]; P];
     let mut q = 0;
     while q + UNROLL <= steps {
         for (p, ap) in a.iter_mut().enumerate() {
             let wp = w[p].wrapping_add(q * QUAD_BYTES);
             // A prefetch never faults; 4 quads = 256 bytes = 4 lines per stream.
-            for l in 0..UNROLL {
-                _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(PREFETCH + 64 * l).cast());
+            if prefetch > 0 {
+                for l in 0..UNROLL {
+                    _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(prefetch + 64 * l).cast());
+                }
             }
             for (u, au) in ap.iter_mut().enumerate() {
                 // SAFETY: q + u < steps: in bounds (contract).

@@ -10,13 +10,15 @@ use crate::kernels::contract::{F32Kernel, F32Tile};
 /// Channels per panel (one zmm register).
 const NR: usize = 16;
 
-/// Panel bytes ahead of the current K step that a one-row tile prefetches (its weights
-/// stream from memory once).
+/// Panel bytes ahead of the current K step that a one-row tile prefetches on Intel (its
+/// weights stream from memory once; AMD: none, see [`super::row_stream_prefetch`]).
 const PREFETCH_AHEAD: usize = 1024;
 
-/// Proof that this CPU runs AVX-512 F.
+/// Proof that this CPU runs AVX-512 F, with the one-row prefetch distance for this CPU.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct F32Avx512;
+pub(crate) struct F32Avx512 {
+    row_prefetch: usize,
+}
 
 // SAFETY: `new` checks AVX-512 F, which holds every instruction `tile` uses (FMA, masked
 // stores); `tile` reads and writes only what its `F32Tile` describes.
@@ -27,7 +29,9 @@ unsafe impl F32Kernel for F32Avx512 {
     const ROW_PANELS: usize = 8;
 
     fn new() -> Option<Self> {
-        is_x86_feature_detected!("avx512f").then_some(F32Avx512)
+        is_x86_feature_detected!("avx512f").then(|| F32Avx512 {
+            row_prefetch: super::row_stream_prefetch(PREFETCH_AHEAD),
+        })
     }
 
     unsafe fn tile(self, t: &F32Tile) {
@@ -35,16 +39,19 @@ unsafe impl F32Kernel for F32Avx512 {
         // bounds (m <= 12, np <= 2, or np <= 8 when m == 1).
         unsafe {
             match t.m {
-                1 => match t.np {
-                    8 => tile::<1, 8>(t),
-                    7 => tile::<1, 7>(t),
-                    6 => tile::<1, 6>(t),
-                    5 => tile::<1, 5>(t),
-                    4 => tile::<1, 4>(t),
-                    3 => tile::<1, 3>(t),
-                    2 => tile::<1, 2>(t),
-                    _ => tile::<1, 1>(t),
-                },
+                1 => {
+                    let ahead = self.row_prefetch;
+                    match t.np {
+                        8 => tile::<1, 8>(t, ahead),
+                        7 => tile::<1, 7>(t, ahead),
+                        6 => tile::<1, 6>(t, ahead),
+                        5 => tile::<1, 5>(t, ahead),
+                        4 => tile::<1, 4>(t, ahead),
+                        3 => tile::<1, 3>(t, ahead),
+                        2 => tile::<1, 2>(t, ahead),
+                        _ => tile::<1, 1>(t, ahead),
+                    }
+                }
                 2 => panels::<2>(t),
                 3 => panels::<3>(t),
                 4 => panels::<4>(t),
@@ -70,19 +77,21 @@ unsafe fn panels<const M: usize>(t: &F32Tile) {
     // SAFETY: forwarded (the caller's contract).
     unsafe {
         if t.np >= 2 {
-            tile::<M, 2>(t)
+            tile::<M, 2>(t, 0)
         } else {
-            tile::<M, 1>(t)
+            tile::<M, 1>(t, 0)
         }
     }
 }
 
-/// `M` rows x `P` panels: per K step, `P` panel loads, `M` broadcasts, `MP` FMAs.
+/// `M` rows x `P` panels: per K step, `P` panel loads, `M` broadcasts, `MP` FMAs; a one-row
+/// tile prefetches each panel `ahead` bytes ahead (none when 0; wider tiles reuse their
+/// weights from cache and never prefetch).
 ///
 /// # Safety
 /// AVX-512 F; `t.m == M`, `t.np == P` and `t`'s extents as [`F32Kernel::tile`] states.
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const M: usize, const P: usize>(t: &F32Tile) {
+unsafe fn tile<const M: usize, const P: usize>(t: &F32Tile, ahead: usize) {
     let k = t.k;
     let mut acc = [[_mm512_setzero_ps(); P]; M];
     for p in 0..k {
@@ -92,8 +101,8 @@ unsafe fn tile<const M: usize, const P: usize>(t: &F32Tile) {
             let mut b = [_mm512_setzero_ps(); P];
             for (q, bq) in b.iter_mut().enumerate() {
                 let w = t.panels.add(q * k * NR + p * NR);
-                if M == 1 {
-                    _mm_prefetch::<_MM_HINT_T0>(w.cast::<i8>().wrapping_add(PREFETCH_AHEAD));
+                if M == 1 && ahead > 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(w.cast::<i8>().wrapping_add(ahead));
                 }
                 *bq = _mm512_loadu_ps(w);
             }
