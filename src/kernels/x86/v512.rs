@@ -120,11 +120,11 @@ unsafe fn hybrid512(t: &mut HybridTile<'_, '_>) {
     }
 }
 
-/// Most 16-channel vectors in a tile (64 channels).
-const MAX_VECTORS: usize = 4;
-
-/// [`hybrid512`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The
-/// channel constants (flushed scales and biases, `row_sum * offset`) are made once per tile;
+/// [`hybrid512`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The loop
+/// runs over the tile's 16-channel vectors, rows inside, so that each vector's constants
+/// (flushed scale and bias, `row_sum * offset`) are made once and stay in registers (with the
+/// rows outside they lived in stack arrays: on the AMD Zen 4, 512 x 768 x 3072, the epilogue
+/// and its array copies took 12% of the profile, now 10%);
 /// the zero-point product `row_sum * zp` only for rows with a zero point: in wrapping i32,
 /// `acc - row_sum * (zp + offset) = acc - row_sum * offset - row_sum * zp`.
 ///
@@ -138,57 +138,50 @@ unsafe fn tile512<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const AR
     let (ch, e) = (t.channels, t.spec);
     let width = t.out.width();
     let vectors = width.div_ceil(16).min(ch / 16);
-    assert!(vectors <= MAX_VECTORS);
     let (lo, hi) = e.act.bounds();
     let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     let propagate = e.nan == NanRule::Propagate;
-    let zero_i = _mm512_setzero_si512();
-    let zero_f = _mm512_setzero_ps();
-    let (mut rs, mut rs_off) = ([zero_i; MAX_VECTORS], [zero_i; MAX_VECTORS]);
-    let (mut ws, mut bias) = ([zero_f; MAX_VECTORS], [zero_f; MAX_VECTORS]);
-    let mut masks = [0xffff_u16; MAX_VECTORS];
     let offset = _mm512_set1_epi32(t.offset);
+    let rows = t.out.rows();
     for h in 0..vectors {
         // SAFETY: 16 * h + 16 <= ch, within the channel slices (asserted by the caller).
-        unsafe {
-            rs[h] = _mm512_loadu_si512(t.row_sums.as_ptr().add(16 * h).cast());
-            ws[h] = _mm512_loadu_ps(t.scales.as_ptr().add(16 * h));
-            bias[h] = _mm512_loadu_ps(t.init.as_ptr().add(16 * h));
-        }
+        let (rs, mut ws, mut bias) = unsafe {
+            (
+                _mm512_loadu_si512(t.row_sums.as_ptr().add(16 * h).cast()),
+                _mm512_loadu_ps(t.scales.as_ptr().add(16 * h)),
+                _mm512_loadu_ps(t.init.as_ptr().add(16 * h)),
+            )
+        };
         // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
         if FLUSH {
-            ws[h] = flush_subnormal_ps(ws[h]);
-            bias[h] = flush_subnormal_ps(bias[h]);
+            ws = flush_subnormal_ps(ws);
+            bias = flush_subnormal_ps(bias);
         }
-        rs_off[h] = _mm512_mullo_epi32(rs[h], offset);
+        let rs_off = _mm512_mullo_epi32(rs, offset);
         let lanes = (width - 16 * h).min(16);
-        if lanes < 16 {
-            masks[h] = (1u16 << lanes) - 1;
-        }
-    }
-    for r in 0..t.out.rows() {
-        let p = t.params[r];
-        let (zp, sf) = (_mm512_set1_epi32(p.zero_point), _mm512_set1_ps(p.scale));
-        let asymmetric = p.zero_point != 0;
-        let row = t.out.row(r).as_mut_ptr();
-        for h in 0..vectors {
+        let mask = if lanes < 16 {
+            (1u16 << lanes) - 1
+        } else {
+            u16::MAX
+        };
+        for r in 0..rows {
+            let p = t.params[r];
+            let (zp, sf) = (_mm512_set1_epi32(p.zero_point), _mm512_set1_ps(p.scale));
             // SAFETY: 16 * h + 16 <= ch, within acc's row (asserted by the caller).
             let a = unsafe { _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + 16 * h).cast()) };
-            let mut d = _mm512_sub_epi32(a, rs_off[h]);
-            if asymmetric {
-                d = _mm512_sub_epi32(d, _mm512_mullo_epi32(rs[h], zp));
+            let mut d = _mm512_sub_epi32(a, rs_off);
+            if p.zero_point != 0 {
+                d = _mm512_sub_epi32(d, _mm512_mullo_epi32(rs, zp));
             }
             let accf = _mm512_cvtepi32_ps(d);
             // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
             let mut v = match KIND {
-                TWO_ROUNDINGS => {
-                    _mm512_add_ps(bias[h], _mm512_mul_ps(accf, _mm512_mul_ps(sf, ws[h])))
-                }
-                FUSED => _mm512_fmadd_ps(accf, _mm512_mul_ps(sf, ws[h]), bias[h]),
-                XNNPACK_FUSED => _mm512_fmadd_ps(_mm512_mul_ps(accf, sf), ws[h], bias[h]),
+                TWO_ROUNDINGS => _mm512_add_ps(bias, _mm512_mul_ps(accf, _mm512_mul_ps(sf, ws))),
+                FUSED => _mm512_fmadd_ps(accf, _mm512_mul_ps(sf, ws), bias),
+                XNNPACK_FUSED => _mm512_fmadd_ps(_mm512_mul_ps(accf, sf), ws, bias),
                 _ => {
-                    let s = flush_subnormal_ps(_mm512_mul_ps(ws[h], sf));
-                    _mm512_add_ps(_mm512_mul_ps(accf, s), bias[h])
+                    let s = flush_subnormal_ps(_mm512_mul_ps(ws, sf));
+                    _mm512_add_ps(_mm512_mul_ps(accf, s), bias)
                 }
             };
             if FLUSH {
@@ -208,8 +201,9 @@ unsafe fn tile512<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const AR
                 let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
                 v = _mm512_mask_blend_ps(nan, v, _mm512_set1_ps(f32::NAN));
             }
+            let row = t.out.row(r).as_mut_ptr();
             // SAFETY: the row holds `width` values; lanes past `width - 16 * h` are masked off.
-            unsafe { _mm512_mask_storeu_ps(row.add(16 * h), masks[h], v) };
+            unsafe { _mm512_mask_storeu_ps(row.add(16 * h), mask, v) };
         }
     }
 }
