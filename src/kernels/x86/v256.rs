@@ -622,10 +622,12 @@ pub(crate) const KLEIDI: u8 = 3;
 /// Most 8-channel vectors in a tile (64 channels).
 const MAX_VECTORS: usize = 8;
 
-/// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The
-/// channel constants (flushed scales and biases, `row_sum * offset`) are made once per tile;
-/// the zero-point product `row_sum * zp` only for rows with a zero point: in wrapping i32,
-/// `acc - row_sum * (zp + offset) = acc - row_sum * offset - row_sum * zp`.
+/// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. As the
+/// 512-bit twin (`v512::tile512`), the loop runs over the tile's 8-channel vectors, rows
+/// inside, so that each vector's constants (flushed scale and bias, `row_sum * offset`) are
+/// made once and stay in registers; the zero-point product `row_sum * zp` only for rows with a
+/// zero point: in wrapping i32, `acc - row_sum * (zp + offset) = acc - row_sum * offset -
+/// row_sum * zp`.
 ///
 /// # Safety
 /// As [`hybrid256`].
@@ -637,52 +639,45 @@ unsafe fn tile256<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const AR
     let (ch, e) = (t.channels, t.spec);
     let width = t.out.width();
     let vectors = width.div_ceil(8).min(ch / 8);
-    assert!(vectors <= MAX_VECTORS);
     let full = width / 8;
     let (lo, hi) = e.act.bounds();
     let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
     let propagate = e.nan == NanRule::Propagate;
-    let (zero_i, zero_f) = (_mm256_setzero_si256(), _mm256_setzero_ps());
-    let (mut rs, mut rs_off) = ([zero_i; MAX_VECTORS], [zero_i; MAX_VECTORS]);
-    let (mut ws, mut bias) = ([zero_f; MAX_VECTORS], [zero_f; MAX_VECTORS]);
     let offset = _mm256_set1_epi32(t.offset);
+    let rows = t.out.rows();
     for h in 0..vectors {
         // SAFETY: 8 * h + 8 <= ch, within the channel slices (asserted by the caller).
-        unsafe {
-            rs[h] = _mm256_loadu_si256(t.row_sums.as_ptr().add(8 * h).cast());
-            ws[h] = _mm256_loadu_ps(t.scales.as_ptr().add(8 * h));
-            bias[h] = _mm256_loadu_ps(t.init.as_ptr().add(8 * h));
-        }
+        let (rs, mut ws, mut bias) = unsafe {
+            (
+                _mm256_loadu_si256(t.row_sums.as_ptr().add(8 * h).cast()),
+                _mm256_loadu_ps(t.scales.as_ptr().add(8 * h)),
+                _mm256_loadu_ps(t.init.as_ptr().add(8 * h)),
+            )
+        };
         // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
         if FLUSH {
-            ws[h] = flush_subnormal_ps(ws[h]);
-            bias[h] = flush_subnormal_ps(bias[h]);
+            ws = flush_subnormal_ps(ws);
+            bias = flush_subnormal_ps(bias);
         }
-        rs_off[h] = _mm256_mullo_epi32(rs[h], offset);
-    }
-    for r in 0..t.out.rows() {
-        let p = t.params[r];
-        let (zp, sf) = (_mm256_set1_epi32(p.zero_point), _mm256_set1_ps(p.scale));
-        let asymmetric = p.zero_point != 0;
-        let row = t.out.row(r);
-        for h in 0..vectors {
+        let rs_off = _mm256_mullo_epi32(rs, offset);
+        for r in 0..rows {
+            let p = t.params[r];
+            let (zp, sf) = (_mm256_set1_epi32(p.zero_point), _mm256_set1_ps(p.scale));
             // SAFETY: 8 * h + 8 <= ch, within acc's row (asserted by the caller).
             let a = unsafe { _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + 8 * h).cast()) };
-            let mut d = _mm256_sub_epi32(a, rs_off[h]);
-            if asymmetric {
-                d = _mm256_sub_epi32(d, _mm256_mullo_epi32(rs[h], zp));
+            let mut d = _mm256_sub_epi32(a, rs_off);
+            if p.zero_point != 0 {
+                d = _mm256_sub_epi32(d, _mm256_mullo_epi32(rs, zp));
             }
             let accf = _mm256_cvtepi32_ps(d);
             // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
             let mut v = match KIND {
-                TWO_ROUNDINGS => {
-                    _mm256_add_ps(bias[h], _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws[h])))
-                }
-                FUSED => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws[h]), bias[h]),
-                XNNPACK_FUSED => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws[h], bias[h]),
+                TWO_ROUNDINGS => _mm256_add_ps(bias, _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws))),
+                FUSED => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws), bias),
+                XNNPACK_FUSED => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws, bias),
                 _ => {
-                    let s = flush_subnormal_ps(_mm256_mul_ps(ws[h], sf));
-                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias[h])
+                    let s = flush_subnormal_ps(_mm256_mul_ps(ws, sf));
+                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias)
                 }
             };
             if FLUSH {
@@ -703,6 +698,7 @@ unsafe fn tile256<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const AR
                 let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
                 v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), nan);
             }
+            let row = t.out.row(r);
             if h < full {
                 // SAFETY: 8 * h + 8 <= width, the row's length.
                 unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * h), v) };
