@@ -9,9 +9,11 @@
 //!
 //! The contract is deliberately narrow: [`run`] calls `f(t)` exactly once for every task
 //! `t < tasks`, on the calling thread and up to `threads - 1` workers, and returns when all calls
-//! have returned. Which thread runs which task is not fixed (tasks are claimed from a shared
-//! counter), so callers give every task its own output elements: the output bits never depend
-//! on the thread count or on scheduling.
+//! have returned. Each participant starts on its own contiguous range of the tasks, the same
+//! range call after call (so a worker keeps finding its part of the weights in its own L2), and
+//! when that is done takes the others' left-over tasks from their far end. Which thread runs
+//! which task is therefore not fixed, so callers give every task its own output elements: the
+//! output bits never depend on the thread count or on scheduling.
 //!
 //! One call uses the pool at a time; a call that finds it busy (another thread is in a parallel
 //! section) runs its tasks on the calling thread, in order, with the same results. A worker that
@@ -36,13 +38,63 @@ const TAKEN: u64 = 2;
 const DONE: u64 = 3;
 const REVOKED: u64 = 0;
 
-/// One parallel call, on the caller's stack: the task function, the next unclaimed task and
-/// whether a task panicked.
-struct Job {
-    /// The task function, its lifetime erased (see `run` for why that is sound).
-    f: &'static (dyn Fn(usize) + Sync),
-    tasks: usize,
-    next: AtomicUsize,
+/// Ranges a job's tasks are cut into, at most: one per participant up to this many.
+const RANGES: usize = 8;
+
+/// A value on its own cache lines (128 bytes: the line and its prefetch-pair neighbour), so
+/// that one thread spinning on it or claiming from it does not slow writes to its neighbours.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Unclaimed tasks `[front, back)` of one range, as `front << 32 | back`: its home participant
+/// claims from the front, the others (once their own ranges are empty) from the back.
+struct Range(Padded<AtomicU64>);
+
+impl Range {
+    fn new(front: usize, back: usize) -> Self {
+        Range(Padded(AtomicU64::new((front as u64) << 32 | back as u64)))
+    }
+
+    /// Claims the first unclaimed task (`from_front`) or the last one.
+    fn claim(&self, from_front: bool) -> Option<usize> {
+        let mut v = self.0.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (v >> 32, v & 0xffff_ffff);
+            if front >= back {
+                return None;
+            }
+            let (next, task) = if from_front {
+                ((front + 1) << 32 | back, front)
+            } else {
+                (front << 32 | (back - 1), back - 1)
+            };
+            match self
+                .0
+                .compare_exchange_weak(v, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(task as usize),
+                Err(now) => v = now,
+            }
+        }
+    }
+}
+
+/// One parallel call, on the caller's stack: the task function, its tasks cut into one range
+/// per participant (so that a participant gets the same tasks call after call, and with them
+/// the same weights in its own caches) and whether a task panicked.
+struct Job<'a> {
+    /// The task function.
+    f: &'a (dyn Fn(usize) + Sync),
+    /// Ranges in use (`ranges[..parts]`).
+    parts: usize,
+    ranges: [Range; RANGES],
     /// The first task panic's payload, re-raised by the caller once every task is done.
     panic: Mutex<Option<Payload>>,
 }
@@ -50,17 +102,33 @@ struct Job {
 /// A panic's payload.
 type Payload = Box<dyn std::any::Any + Send>;
 
-impl Job {
-    /// Claims and runs tasks until none is left; records a panic instead of unwinding.
-    fn work(&self) {
-        loop {
-            let t = self.next.fetch_add(1, Ordering::Relaxed);
-            if t >= self.tasks {
-                return;
-            }
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (self.f)(t))) {
-                let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
-                keep_first(&mut first, payload);
+impl<'a> Job<'a> {
+    /// The job of `tasks` tasks (at most `u32::MAX`) for `participants` threads.
+    fn new(f: &'a (dyn Fn(usize) + Sync), tasks: usize, participants: usize) -> Self {
+        let parts = participants.clamp(1, RANGES);
+        Job {
+            f,
+            parts,
+            ranges: std::array::from_fn(|r| {
+                let r = r.min(parts);
+                Range::new(tasks * r / parts, tasks * (r + 1).min(parts) / parts)
+            }),
+            panic: Mutex::new(None),
+        }
+    }
+
+    /// Runs tasks until none is left, for participant `me` (the caller is 0, worker `i` is
+    /// `i + 1`): its own range first, then the others' from their far end. Records a panic
+    /// instead of unwinding.
+    fn work(&self, me: usize) {
+        let home = me % self.parts;
+        for i in 0..self.parts {
+            let range = &self.ranges[(home + i) % self.parts];
+            while let Some(t) = range.claim(i == 0) {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (self.f)(t))) {
+                    let mut first = self.panic.lock().unwrap_or_else(|e| e.into_inner());
+                    keep_first(&mut first, payload);
+                }
             }
         }
     }
@@ -80,14 +148,15 @@ fn keep_first(first: &mut Option<Payload>, payload: Payload) {
 /// State shared by the caller and the workers.
 struct Shared {
     /// `epoch << 16 | helpers`: a new value announces a new job to workers `0..helpers`.
-    signal: AtomicU64,
+    /// Workers spin on it, so it has its cache lines to itself.
+    signal: Padded<AtomicU64>,
     /// Per worker, `epoch << 2 | state`: the caller offers the job (OFFERED); the worker takes
     /// it (TAKEN, after which it may touch the job) and reports DONE; or the caller, having
     /// finished every task itself, revokes an offer the worker has not taken yet (REVOKED), so
     /// that a call never waits for a worker that was slow to wake up.
-    slots: Box<[AtomicU64]>,
-    /// The current job (valid while its call is in `run`).
-    job: AtomicPtr<Job>,
+    slots: Box<[Padded<AtomicU64>]>,
+    /// The current job (valid while its call is in `run`; its lifetime is erased, see `run`).
+    job: AtomicPtr<Job<'static>>,
     /// Set while a call owns the pool.
     busy: AtomicBool,
     /// Workers parked (or about to park) on `wake`.
@@ -107,8 +176,10 @@ fn pool() -> &'static Pool {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let wanted = (cores - 1).min(MAX_WORKERS);
         let shared: &'static Shared = Box::leak(Box::new(Shared {
-            signal: AtomicU64::new(0),
-            slots: (0..wanted).map(|_| AtomicU64::new(REVOKED)).collect(),
+            signal: Padded(AtomicU64::new(0)),
+            slots: (0..wanted)
+                .map(|_| Padded(AtomicU64::new(REVOKED)))
+                .collect(),
             job: AtomicPtr::new(std::ptr::null_mut()),
             busy: AtomicBool::new(false),
             sleepers: AtomicUsize::new(0),
@@ -162,7 +233,7 @@ fn worker(shared: &'static Shared, index: usize) {
         // SAFETY: the caller stored a pointer to its live `Job` before offering it, and does
         // not return (so the job stays alive) while this slot says TAKEN: it waits for DONE.
         let job = unsafe { &*shared.job.load(Ordering::Acquire) };
-        job.work();
+        job.work(index + 1);
         // The last access to `job`.
         slot.store(epoch << 2 | DONE, Ordering::Release);
         idle_since = Instant::now();
@@ -209,6 +280,7 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     let helpers = threads.min(tasks).saturating_sub(1).min(p.workers);
     let shared = p.shared;
     if helpers == 0
+        || u32::try_from(tasks).is_err()
         || shared
             .busy
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -216,20 +288,15 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
     {
         return run_here(tasks, f);
     }
-    // SAFETY: only the lifetime is erased. Workers reach `f` through `job`, which lives on this
-    // stack frame, and this function does not return (nor unwind: the caller's own tasks run
-    // under `catch_unwind` in `Job::work`) while any worker holds the job (slot TAKEN).
-    let f: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
-    let job = Job {
-        f,
-        tasks,
-        next: AtomicUsize::new(0),
-        panic: Mutex::new(None),
-    };
+    let job = Job::new(f, tasks, helpers + 1);
     let epoch = ((shared.signal.load(Ordering::Relaxed) >> 16) + 1) & ((1 << 46) - 1);
-    shared
-        .job
-        .store(&job as *const Job as *mut Job, Ordering::Relaxed);
+    // The pointer's lifetime is erased: workers reach `job` (and `f`) through it, and it is
+    // sound because this function does not return (nor unwind: the caller's own tasks run under
+    // `catch_unwind` in `Job::work`) while any worker holds the job (slot TAKEN).
+    shared.job.store(
+        (&job as *const Job<'_>).cast::<Job<'static>>().cast_mut(),
+        Ordering::Relaxed,
+    );
     for slot in &shared.slots[..helpers] {
         slot.store(epoch << 2 | OFFERED, Ordering::Release);
     }
@@ -240,7 +307,7 @@ pub(crate) fn run(tasks: usize, threads: usize, f: &(dyn Fn(usize) + Sync)) {
         let _guard = shared.lock.lock().unwrap_or_else(|e| e.into_inner());
         shared.wake.notify_all();
     }
-    job.work();
+    job.work(0);
     for slot in &shared.slots[..helpers] {
         let revoked = slot.compare_exchange(
             epoch << 2 | OFFERED,
@@ -370,6 +437,27 @@ mod tests {
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             }
         }
+    }
+
+    #[test]
+    fn a_participant_takes_its_own_range_first_then_the_others_from_their_end() {
+        let order = Mutex::new(Vec::new());
+        let f = |t: usize| order.lock().unwrap().push(t);
+        let job = Job::new(&f, 10, 3);
+        job.work(1);
+        // Participant 1 of 3 owns tasks 3..6; then range 2 (6..10) and range 0 (0..3), each
+        // from its far end.
+        assert_eq!(*order.lock().unwrap(), [3, 4, 5, 9, 8, 7, 6, 2, 1, 0]);
+        // More participants than ranges: they share ranges, and every task still runs once.
+        let hits: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
+        let f = |t: usize| {
+            hits[t].fetch_add(1, Ordering::Relaxed);
+        };
+        let job = Job::new(&f, 5, 4 * RANGES);
+        for me in 0..4 * RANGES {
+            job.work(me);
+        }
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
     }
 
     #[test]
