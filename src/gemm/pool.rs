@@ -207,8 +207,11 @@ fn worker(shared: &'static Shared, index: usize) {
     // The value the signal had when the pool was made (the worker may start after the first
     // call has already published its job: it must still see that job as new).
     let mut seen = 0;
-    // When this worker last finished work: its spin before parking is counted from here, so
-    // signals for calls it is not part of do not restart the spin.
+    // When this worker was last wanted (it finished work, or found its offer revoked): its
+    // spin before parking is counted from here, so signals for calls it is not part of do not
+    // restart the spin, while a call that wanted it does, even when it came too late: a worker
+    // woken late from parking would otherwise park again at once, come late again to the next
+    // short call, and never help.
     let mut idle_since = Instant::now();
     loop {
         let signal = wait_for_signal(shared, seen, idle_since);
@@ -228,6 +231,7 @@ fn worker(shared: &'static Shared, index: usize) {
             .is_err()
         {
             // Revoked: the caller already did every task.
+            idle_since = Instant::now();
             continue;
         }
         // SAFETY: the caller stored a pointer to its live `Job` before offering it, and does
