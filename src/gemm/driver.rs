@@ -35,8 +35,9 @@ const GROUP_BYTES: usize = 192 * 1024;
 /// time of 2^16 multiply-adds (a parked worker takes longer to wake, see [`super::pool`]).
 pub(crate) const MACS_PER_TASK: usize = 1 << 16;
 
-/// Pieces of work per participating thread: the threads claim them in turn, so a thread that
-/// runs slower (a busy sibling hyperthread, a worker woken late) takes fewer. On the Intel Xeon
+/// Pieces of work per participating thread: each thread claims the pieces of its own range
+/// first and then takes others' left-overs (`super::pool`), so a thread that runs slower (a
+/// busy sibling hyperthread, a worker woken late) takes fewer. On the Intel Xeon
 /// with AMX, 2 threads, 512 x 768 x 3072: with one piece per thread the calling thread spent
 /// 15% of its time waiting for the other.
 pub(crate) const CHUNKS_PER_TASK: usize = 4;
@@ -163,7 +164,7 @@ pub(crate) fn run<K: Int8Kernel, S: TileSink>(
 }
 
 /// Rows `[r0, r1)` against panels `[p0, p1)` (a whole number of `K`'s tiles), then the
-/// left-over rows with `K::Small`; `acc` is the thread's tile buffer.
+/// left-over rows with `K::Small`; `acc` is a tile buffer of at least `MAX_TILE` values.
 #[allow(clippy::too_many_arguments)]
 fn rows_pass<K: Int8Kernel, S: TileSink>(
     k: K,
@@ -316,7 +317,8 @@ const MAX_TILE: usize = 32 * 32;
 
 thread_local! {
     /// Each thread's buffer for a tile's i32 dots (in thread-local storage: no allocation),
-    /// zeroed once for the thread's life; kernels overwrite the part they use. A buffer on the
+    /// zeroed once for the thread's life; kernels overwrite the dots of the rows they are asked
+    /// for, and only those are read. A buffer on the
     /// stack of every pass was zeroed at every pass: on the AMD Zen 4, 1 x 512 x 512 at 2
     /// threads spent 9% of each thread's time in that `memset`.
     static TILE_BUFFER: RefCell<[i32; MAX_TILE]> = const { RefCell::new([0; MAX_TILE]) };

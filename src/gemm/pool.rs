@@ -10,7 +10,8 @@
 //! The contract is deliberately narrow: [`run`] calls `f(t)` exactly once for every task
 //! `t < tasks`, on the calling thread and up to `threads - 1` workers, and returns when all calls
 //! have returned. Each participant starts on its own contiguous range of the tasks, the same
-//! range call after call (so a worker keeps finding its part of the weights in its own L2), and
+//! range in every call of the same task and thread counts (so a worker keeps finding its part
+//! of the weights in its own L2), and
 //! when that is done takes the others' left-over tasks from their far end. Which thread runs
 //! which task is therefore not fixed, so callers give every task its own output elements: the
 //! output bits never depend on the thread count or on scheduling.
@@ -87,8 +88,9 @@ impl Range {
 }
 
 /// One parallel call, on the caller's stack: the task function, its tasks cut into one range
-/// per participant (so that a participant gets the same tasks call after call, and with them
-/// the same weights in its own caches) and whether a task panicked.
+/// per participant (participants beyond [`RANGES`] share them), so that a participant of calls
+/// with the same task and thread counts gets the same tasks call after call, and with them the
+/// same weights in its own caches; and whether a task panicked.
 struct Job<'a> {
     /// The task function.
     f: &'a (dyn Fn(usize) + Sync),
@@ -110,8 +112,9 @@ impl<'a> Job<'a> {
             f,
             parts,
             ranges: std::array::from_fn(|r| {
-                let r = r.min(parts);
-                Range::new(tasks * r / parts, tasks * (r + 1).min(parts) / parts)
+                // In u64: `tasks * r` may not fit a 32-bit usize.
+                let bound = |r: usize| (tasks as u64 * r.min(parts) as u64 / parts as u64) as usize;
+                Range::new(bound(r), bound(r + 1))
             }),
             panic: Mutex::new(None),
         }
@@ -230,7 +233,7 @@ fn worker(shared: &'static Shared, index: usize) {
             )
             .is_err()
         {
-            // Revoked: the caller already did every task.
+            // Revoked (the caller already did every task), or an offer of an older call.
             idle_since = Instant::now();
             continue;
         }
