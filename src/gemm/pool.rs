@@ -11,10 +11,10 @@
 //! `t < tasks`, on the calling thread and up to `threads - 1` workers, and returns when all calls
 //! have returned. Each participant starts on its own contiguous range of the tasks, the same
 //! range in every call of the same task and thread counts (so a worker keeps finding its part
-//! of the weights in its own L2), and
-//! when that is done takes the others' left-over tasks from their far end. Which thread runs
-//! which task is therefore not fixed, so callers give every task its own output elements: the
-//! output bits never depend on the thread count or on scheduling.
+//! of the weights in its own L2), and when that is done takes the others' left-over tasks from
+//! their far end. Which thread runs which task is therefore not fixed, so callers give every
+//! task its own output elements: the output bits never depend on the thread count or on
+//! scheduling.
 //!
 //! One call uses the pool at a time; a call that finds it busy (another thread is in a parallel
 //! section) runs its tasks on the calling thread, in order, with the same results. A worker that
