@@ -164,7 +164,8 @@ pub(crate) fn run<K: Int8Kernel, S: TileSink>(
 }
 
 /// Rows `[r0, r1)` against panels `[p0, p1)` (a whole number of `K`'s tiles), then the
-/// left-over rows with `K::Small`; `acc` is a tile buffer of at least `MAX_TILE` values.
+/// left-over rows with `K::Small`; `acc` is a tile buffer of at least `K::ROWS * K::CHANNELS`
+/// values (a `MAX_TILE` buffer serves every kernel of the chain).
 #[allow(clippy::too_many_arguments)]
 fn rows_pass<K: Int8Kernel, S: TileSink>(
     k: K,
@@ -318,9 +319,9 @@ const MAX_TILE: usize = 32 * 32;
 thread_local! {
     /// Each thread's buffer for a tile's i32 dots (in thread-local storage: no allocation),
     /// zeroed once for the thread's life; kernels overwrite the dots of the rows they are asked
-    /// for, and only those are read. A buffer on the
-    /// stack of every pass was zeroed at every pass: on the AMD Zen 4, 1 x 512 x 512 at 2
-    /// threads spent 9% of each thread's time in that `memset`.
+    /// for, and only those are read. A buffer on the stack of every pass was zeroed at every
+    /// pass: on the AMD Zen 4, 1 x 512 x 512 at 2 threads spent 9% of each thread's time in
+    /// that `memset`.
     static TILE_BUFFER: RefCell<[i32; MAX_TILE]> = const { RefCell::new([0; MAX_TILE]) };
 }
 

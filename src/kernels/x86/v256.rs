@@ -425,6 +425,10 @@ fn srav_epi64(v: __m256i, s: __m256i) -> __m256i {
     )
 }
 
+/// Most 8-channel vectors in a tile (64 channels): [`integer256`] keeps each vector's
+/// constants in an array of this size.
+const MAX_VECTORS: usize = 8;
+
 /// The full-integer epilogue (`IntegerTile::portable`, bit for bit) for one rounding:
 ///
 /// - `a = acc + fold` (wrapping);
@@ -618,9 +622,6 @@ pub(crate) const FUSED: u8 = 1;
 pub(crate) const XNNPACK_FUSED: u8 = 2;
 /// See [`TWO_ROUNDINGS`].
 pub(crate) const KLEIDI: u8 = 3;
-
-/// Most 8-channel vectors in a tile (64 channels).
-const MAX_VECTORS: usize = 8;
 
 /// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. As the
 /// 512-bit twin (`v512::tile512`), the loop runs over the tile's 8-channel vectors, rows
