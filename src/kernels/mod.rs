@@ -11,6 +11,7 @@
 //!   [`Kernel::peak_gops`] and the command line iterate;
 //! - [`float_registry`]: the same for the float layer's f32 kernels ([`FloatKernel`]);
 //! - [`scalar`]: the portable reference kernel and epilogue width;
+//! - [`elementwise`]: the finite check and the GELU loop, built for the CPU's widest vectors;
 //! - `x86` (x86-64 only): the 256-bit and 512-bit widths and the x86 kernels.
 //!
 //! Adding a kernel is one file (a type implementing the contract) and one line in
@@ -18,6 +19,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod contract;
+pub(crate) mod elementwise;
 pub(crate) mod float_registry;
 pub(crate) mod registry;
 pub(crate) mod scalar;

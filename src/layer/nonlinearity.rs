@@ -296,10 +296,12 @@ impl Linear for Activated {
     ) -> Result<()> {
         self.inner.forward_rows(x, rows, out, scratch)?;
         let n = rows * self.inner.out_features();
-        // One loop per form, so that each compiles to vector code.
+        // One loop per form, so that each compiles to vector code, on the CPU's widest vectors
+        // (the same bits at every width).
+        let lanes = crate::kernels::elementwise::Lanes::detect();
         match self.gelu {
-            Gelu::Erf => out[..n].iter_mut().for_each(|v| *v = Gelu::Erf.apply(*v)),
-            Gelu::Tanh => out[..n].iter_mut().for_each(|v| *v = Gelu::Tanh.apply(*v)),
+            Gelu::Erf => lanes.map(&mut out[..n], |v| Gelu::Erf.apply(v)),
+            Gelu::Tanh => lanes.map(&mut out[..n], |v| Gelu::Tanh.apply(v)),
         }
         Ok(())
     }
