@@ -177,10 +177,7 @@ unsafe impl Int8Kernel for Amx {
         row: &[f32],
         out: &mut [u8],
     ) -> RowParams {
-        self.0
-            .width()
-            .v256()
-            .quantize(flavour, asymmetric, row, out)
+        self.0.width().quantize_u8(flavour, asymmetric, row, out)
     }
 
     fn dots(

@@ -124,10 +124,7 @@ macro_rules! vnni512_kernel {
                 row: &[f32],
                 out: &mut [u8],
             ) -> RowParams {
-                self.0
-                    .width()
-                    .v256()
-                    .quantize(flavour, asymmetric, row, out)
+                self.0.width().quantize_u8(flavour, asymmetric, row, out)
             }
 
             fn dots(

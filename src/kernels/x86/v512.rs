@@ -7,9 +7,11 @@ use std::arch::x86_64::*;
 use super::v256::{FUSED, GEMMLOWP, KLEIDI, RUY, SINGLE, TWO_ROUNDINGS, V256, XNNPACK_FUSED};
 use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
-use crate::flavour::{EpilogueKind, NanRule};
+use crate::flavour::{EpilogueKind, Flavour, NanRule};
 use crate::integer::TensorQuant;
-use crate::kernels::contract::Width;
+use crate::kernels::contract::{InputElement, Width};
+use crate::quantize::inputs::RowParams;
+use crate::quantize::plan::{plan, Rounding as QRounding, RowPlan};
 use crate::toolkit::fixed_point::Rounding;
 
 /// Proof that the CPU runs AVX-512 F/BW/VL/DQ (and AVX2 + FMA).
@@ -27,9 +29,155 @@ impl V512 {
         .then_some(V512(v256))
     }
 
-    /// The 256-bit token it implies (for the shared quantizer).
-    pub(crate) fn v256(self) -> V256 {
-        self.0
+    /// Quantizes a finite row into `out` as u8 (`q + 128`), padding the rest of `out` with
+    /// `u8::PAD`: the 256-bit quantizer ([`V256::quantize`]) on 16 lanes, bit for bit, since
+    /// every step is per lane: the same vector part (the first `K - K % 8` values, the last
+    /// 8 of them in a masked chunk where K % 16 >= 8), the same rounding per plan, the
+    /// definition element by element for the rest and for rows whose plan is not vector-safe.
+    pub(crate) fn quantize_u8(
+        self,
+        flavour: Flavour,
+        asymmetric: bool,
+        row: &[f32],
+        out: &mut [u8],
+    ) -> RowParams {
+        assert!(out.len() >= row.len());
+        // SAFETY: AVX-512 F (`self`).
+        let (mn, mx) = unsafe { min_max(row) };
+        let p = plan(flavour, asymmetric, row.len(), mn, mx);
+        let vector = if p.vector_safe { row.len() / 8 * 8 } else { 0 };
+        // SAFETY: AVX-512 F/BW (`self`); vector <= row.len() <= out.len().
+        unsafe { quantize_u8(row, out, vector, &p) };
+        for i in vector..row.len() {
+            out[i] = u8::from_q(p.one(i, row[i]));
+        }
+        out[row.len()..].fill(u8::PAD);
+        p.params
+    }
+}
+
+/// `(min(0, min row), max(0, max row))` on 16 lanes with four independent min / max chains
+/// (order-free for the finite rows the quantizer takes).
+///
+/// # Safety
+/// AVX-512 F.
+#[target_feature(enable = "avx512f")]
+unsafe fn min_max(row: &[f32]) -> (f32, f32) {
+    let mut lo = [_mm512_setzero_ps(); 4];
+    let mut hi = [_mm512_setzero_ps(); 4];
+    let mut blocks = row.chunks_exact(64);
+    for c in &mut blocks {
+        for j in 0..4 {
+            // SAFETY: `c` holds exactly 64 f32; loadu has no alignment requirement.
+            let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * j)) };
+            lo[j] = _mm512_min_ps(lo[j], v);
+            hi[j] = _mm512_max_ps(hi[j], v);
+        }
+    }
+    for c in blocks.remainder().chunks(16) {
+        let mask = ((1u32 << c.len()) - 1) as __mmask16;
+        // SAFETY: the masked load reads only the `c.len()` values of `c` (masked-off lanes are
+        // zero, which the min and max with zero already include).
+        let v = unsafe { _mm512_maskz_loadu_ps(mask, c.as_ptr()) };
+        lo[0] = _mm512_min_ps(lo[0], v);
+        hi[0] = _mm512_max_ps(hi[0], v);
+    }
+    let lo = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
+    let hi = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
+    (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
+}
+
+/// TFLite x86 vector rounding: `trunc(f32(y + (y < 0 ? -0.5 : 0.5)))`, then `+ zp`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_x86(y: __m512, zp: __m512i, _zpf: __m512) -> __m512i {
+    let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_setzero_ps());
+    let half = _mm512_mask_blend_ps(neg, _mm512_set1_ps(0.5), _mm512_set1_ps(-0.5));
+    _mm512_add_epi32(_mm512_cvttps_epi32(_mm512_add_ps(y, half)), zp)
+}
+
+/// Exact round-half-away-from-zero of every lane, the operations of the 256-bit twin.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_away_ps(y: __m512) -> __m512 {
+    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+    // y - trunc(y) is exact (both share the exponent range, |y - t| < 1).
+    let d = _mm512_sub_ps(y, t);
+    let sign = _mm512_set1_epi32(i32::MIN);
+    let abs_d = _mm512_abs_ps(d);
+    let ge = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(abs_d, _mm512_set1_ps(0.5));
+    let one = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(_mm512_set1_ps(1.0)),
+        _mm512_and_si512(_mm512_castps_si512(y), sign),
+    ));
+    // `t + (+0.0)` where the lane does not round up, as the 256-bit `and` gives.
+    _mm512_add_ps(t, _mm512_maskz_mov_ps(ge, one))
+}
+
+/// Ties away from zero, then `+ zp`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_away(y: __m512, zp: __m512i, _zpf: __m512) -> __m512i {
+    _mm512_add_epi32(_mm512_cvttps_epi32(round_away_ps(y)), zp)
+}
+
+/// Portable asymmetric: `round_away(f32(zp + y))`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_portable(y: __m512, _zp: __m512i, zpf: __m512) -> __m512i {
+    _mm512_cvttps_epi32(round_away_ps(_mm512_add_ps(zpf, y)))
+}
+
+/// Ties to even (explicit rounding mode, independent of MXCSR), then `+ zp`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn round_even(y: __m512, zp: __m512i, _zpf: __m512) -> __m512i {
+    let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(y);
+    _mm512_add_epi32(_mm512_cvttps_epi32(r), zp)
+}
+
+/// Quantizes `row[..vector]` (`vector` a multiple of 8) with the plan's vector rounding,
+/// clamps to the plan's bounds and stores `q + 128` as u8, 16 lanes at a time (a last chunk of
+/// 8 masked). One loop per rounding, so that each rounding function is inlined.
+///
+/// # Safety
+/// AVX-512 F/BW; `vector <= row.len() <= out.len()`.
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn quantize_u8(row: &[f32], out: &mut [u8], vector: usize, p: &RowPlan) {
+    debug_assert!(vector.is_multiple_of(8) && vector <= row.len() && row.len() <= out.len());
+    let mult = _mm512_set1_ps(p.mult);
+    let zp = _mm512_set1_epi32(p.zp);
+    let zpf = _mm512_set1_ps(p.zp as f32);
+    let lo = _mm512_set1_epi32(p.lo);
+    let hi = _mm512_set1_epi32(p.hi);
+    let bias = _mm512_set1_epi32(128);
+    let (src, dst) = (row.as_ptr(), out.as_mut_ptr());
+    macro_rules! each_chunk {
+        ($round:ident) => {{
+            for start in (0..vector).step_by(16) {
+                let mask = if vector - start >= 16 {
+                    u16::MAX
+                } else {
+                    0x00ff
+                };
+                // SAFETY: the lanes of `mask` are values start..min(start + 16, vector), within
+                // `row` and `out` (the contract); masked-off lanes are neither read nor stored.
+                unsafe {
+                    let x = _mm512_maskz_loadu_ps(mask, src.add(start));
+                    let q = $round(_mm512_mul_ps(x, mult), zp, zpf);
+                    let q = _mm512_max_epi32(_mm512_min_epi32(q, hi), lo);
+                    // q + 128 in [0, 255]: the truncation to bytes is exact.
+                    let u = _mm512_add_epi32(q, bias);
+                    _mm512_mask_cvtepi32_storeu_epi8(dst.add(start).cast(), mask, u);
+                }
+            }
+        }};
+    }
+    match p.rounding {
+        QRounding::X86 => each_chunk!(round_x86),
+        QRounding::Away => each_chunk!(round_away),
+        QRounding::PortableZpFirst => each_chunk!(round_portable),
+        QRounding::TiesEven => each_chunk!(round_even),
     }
 }
 
