@@ -78,10 +78,11 @@ pub(crate) struct HybridEngine<K: Int8Kernel> {
 impl<K: Int8Kernel> HybridEngine<K> {
     /// Packs `w` (and the bias) for `kernel`.
     pub(crate) fn new(kernel: K, id: Kernel, w: &QuantizedWeights, bias: Option<&[f32]>) -> Self {
+        let packed = pack_for::<K>(w, bias);
         Self {
-            kernel,
+            kernel: kernel.for_weights(packed.weight_bytes()),
             id,
-            packed: pack_for::<K>(w, bias),
+            packed,
         }
     }
 }

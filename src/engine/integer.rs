@@ -123,7 +123,7 @@ impl<K: Int8Kernel> IntegerEngine<K> {
             consts.shift[c] = p.shift[c].clamp(MIN_SHIFT, MAX_SHIFT);
         }
         Self {
-            kernel,
+            kernel: kernel.for_weights(packed.weight_bytes()),
             id,
             consts,
             packed,

@@ -137,6 +137,11 @@ impl PackedWeights {
         self.steps * self.step_bytes()
     }
 
+    /// Bytes of all the panels: what a call streams through the cache.
+    pub(crate) fn weight_bytes(&self) -> usize {
+        self.panels * self.panel_bytes()
+    }
+
     /// The packed bytes (`panels * panel_bytes` of them, then padding).
     pub(crate) fn bytes(&self) -> &[i8] {
         &lines_as_bytes(&self.lines)[..self.panels * self.panel_bytes()]

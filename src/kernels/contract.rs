@@ -118,6 +118,13 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     fn new() -> Option<Self>;
     /// The kernel for left-over rows.
     fn small(self) -> Self::Small;
+    /// The kernel tuned for a layer of `weight_bytes` packed weights, chosen once per layer
+    /// (by default the kernel itself): a kernel whose best loop depends on whether the weights
+    /// stay in L2 between calls picks it here. The choice may change speed, never a value.
+    fn for_weights(self, weight_bytes: usize) -> Self {
+        let _ = weight_bytes;
+        self
+    }
     /// The epilogue width.
     fn width(self) -> Self::Width;
 

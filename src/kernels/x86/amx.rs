@@ -166,6 +166,10 @@ unsafe impl Int8Kernel for Amx {
         Avx512Vnni::from_proof(self.0)
     }
 
+    fn for_weights(self, weight_bytes: usize) -> Self {
+        Amx(self.0.for_weights(weight_bytes))
+    }
+
     fn width(self) -> V512 {
         self.0.width()
     }

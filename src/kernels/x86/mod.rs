@@ -43,6 +43,43 @@ pub(crate) fn row_stream_prefetch(intel: usize) -> usize {
     }
 }
 
+/// This core's L2 cache in bytes (read once with `cpuid` leaf 4, the deterministic cache
+/// parameters of Intel CPUs), or 0 where that leaf does not describe one (AMD, which has no
+/// prefetch to turn off: [`row_stream_prefetch`]).
+pub(crate) fn l2_bytes() -> usize {
+    static L2: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *L2.get_or_init(|| {
+        if is_amd() {
+            return 0;
+        }
+        // SAFETY: `cpuid` exists on every x86-64 CPU; leaf 0 gives the highest leaf, and leaf 4
+        // is read only where it exists (`__cpuid*` are `unsafe fn` in older Rust releases).
+        #[allow(unused_unsafe)]
+        let max_leaf = unsafe { std::arch::x86_64::__cpuid(0) }.eax;
+        if max_leaf < 4 {
+            return 0;
+        }
+        for sub in 0..16 {
+            // SAFETY: as above (leaf 4 exists).
+            #[allow(unused_unsafe)]
+            let r = unsafe { std::arch::x86_64::__cpuid_count(4, sub) };
+            let kind = r.eax & 0x1f;
+            if kind == 0 {
+                break;
+            }
+            // Level 2, data or unified: ways x partitions x line size x sets.
+            if (r.eax >> 5) & 0x7 == 2 && (kind == 1 || kind == 3) {
+                let ways = ((r.ebx >> 22) & 0x3ff) as usize + 1;
+                let partitions = ((r.ebx >> 12) & 0x3ff) as usize + 1;
+                let line = (r.ebx & 0xfff) as usize + 1;
+                let sets = r.ecx as usize + 1;
+                return ways * partitions * line * sets;
+            }
+        }
+        0
+    })
+}
+
 /// Whether the CPU's vendor string is `AuthenticAMD` (read once: `cpuid` exits to the
 /// hypervisor in a virtual machine).
 fn is_amd() -> bool {
@@ -59,4 +96,27 @@ fn is_amd() -> bool {
         ];
         vendor.concat() == b"AuthenticAMD"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// `l2_bytes` reads the size Linux reports for this core's L2 (where Linux reports one and
+    /// the CPU describes it in `cpuid` leaf 4), and 0 on AMD.
+    #[test]
+    fn l2_bytes_is_the_size_linux_reports() {
+        let l2 = super::l2_bytes();
+        if super::is_amd() {
+            assert_eq!(l2, 0);
+            return;
+        }
+        let dir = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache/index2");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+        if let (Some(level), Some(size)) = (read("level"), read("size")) {
+            assert_eq!(level.trim(), "2");
+            let size = size.trim();
+            let kib: usize = size.trim_end_matches('K').parse().expect("a size in KiB");
+            assert!(size.ends_with('K'), "{size}");
+            assert_eq!(l2, kib * 1024);
+        }
+    }
 }
