@@ -277,8 +277,6 @@ pub(crate) fn check_finite(op: &'static str, what: &'static str, values: &[f32])
     }
 }
 
-/// The index of the first NaN or infinity of `values`.
-///
 /// The index of the first NaN or infinity of `values`, if any (on the CPU's widest vectors,
 /// [`crate::kernels::elementwise`]).
 pub(crate) fn first_non_finite(values: &[f32]) -> Option<usize> {

@@ -6,11 +6,17 @@
 //! Compiling the same Rust loop with AVX2 or AVX-512 enabled changes how many lanes an
 //! instruction takes, never a value: every operation in them is an IEEE operation on one lane
 //! (Rust never contracts a multiply and an add into an FMA), so each lane gets the bits of the
-//! scalar code. The tests below run every width this CPU has against the plain loop.
+//! scalar code (NaN payloads aside: the tests compare every NaN as one). The tests below run
+//! every width this CPU has against the plain loop.
 
-/// The vector width these loops are compiled for.
+/// Proof of a vector width these loops are compiled for that this CPU runs: only
+/// [`Lanes::detect`] and [`Lanes::available`] make one (the field is private), after checking
+/// the CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lanes {
+pub(crate) struct Lanes(Width);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Width {
     /// The build's own target (SSE2 on x86-64; whatever the target has elsewhere).
     Baseline,
     /// AVX2 (8 f32 lanes).
@@ -31,46 +37,47 @@ impl Lanes {
     /// Every width this CPU runs, narrowest first.
     pub(crate) fn available() -> Vec<Self> {
         #[allow(unused_mut)]
-        let mut all = vec![Lanes::Baseline];
+        let mut all = vec![Lanes(Width::Baseline)];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx2") {
-                all.push(Lanes::Avx2);
+                all.push(Lanes(Width::Avx2));
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
-                all.push(Lanes::Avx512);
+                all.push(Lanes(Width::Avx512));
             }
         }
         all
     }
 
-    /// `v[i] = f(v[i])` for every element. `f` must be made of per-lane IEEE operations (no
-    /// `mul_add`, which the baseline build computes in software) for every width to give the
-    /// same bits; a call to a function that is not inlined stays a scalar call per element.
+    /// `v[i] = f(v[i])` for every element. `f` must be made of per-lane IEEE operations for
+    /// every width to give the same bits (`mul_add` would too, but is a software call in the
+    /// baseline build); a call to a function that is not inlined stays a scalar call per
+    /// element.
     #[inline]
     pub(crate) fn map(self, v: &mut [f32], f: impl Fn(f32) -> f32) {
-        match self {
-            Lanes::Baseline => map_body(v, f),
-            // SAFETY: a `Lanes` other than `Baseline` comes from `available`, which saw the CPU
-            // run the instructions the function is compiled for.
+        match self.0 {
+            Width::Baseline => map_body(v, f),
+            // SAFETY: a `Lanes` of this width exists only where `available` saw the CPU run
+            // AVX2 (the field is private to this module).
             #[cfg(target_arch = "x86_64")]
-            Lanes::Avx2 => unsafe { x86::map_avx2(v, f) },
-            // SAFETY: as above.
+            Width::Avx2 => unsafe { x86::map_avx2(v, f) },
+            // SAFETY: as above, AVX-512 F.
             #[cfg(target_arch = "x86_64")]
-            Lanes::Avx512 => unsafe { x86::map_avx512(v, f) },
+            Width::Avx512 => unsafe { x86::map_avx512(v, f) },
         }
     }
 
     /// The index of the first NaN or infinity of `values`, if any.
     pub(crate) fn first_non_finite(self, values: &[f32]) -> Option<usize> {
-        match self {
-            Lanes::Baseline => first_non_finite_body(values),
-            // SAFETY: as in `map`.
+        match self.0 {
+            Width::Baseline => first_non_finite_body(values),
+            // SAFETY: as in `map`, AVX2.
             #[cfg(target_arch = "x86_64")]
-            Lanes::Avx2 => unsafe { x86::first_non_finite_avx2(values) },
-            // SAFETY: as in `map`.
+            Width::Avx2 => unsafe { x86::first_non_finite_avx2(values) },
+            // SAFETY: as in `map`, AVX-512 F.
             #[cfg(target_arch = "x86_64")]
-            Lanes::Avx512 => unsafe { x86::first_non_finite_avx512(values) },
+            Width::Avx512 => unsafe { x86::first_non_finite_avx512(values) },
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The 512-bit width (AVX-512 F, with AVX2 + FMA for the shared quantizer): the hybrid and
-//! full-integer epilogues of the AVX-512 kernels, 16 channels per vector and masked stores for
-//! partial tiles, bit for bit the portable definitions.
+//! The 512-bit width (AVX-512 F/BW/VL/DQ, with AVX2 + FMA for the full-integer input
+//! quantizer it shares with the 256-bit width): the row quantizer and the hybrid and
+//! full-integer epilogues of the AVX-512 kernels, 16 lanes per vector and masked loads and
+//! stores for partial ones, bit for bit the 256-bit code and the portable definitions.
 
 use std::arch::x86_64::*;
 
