@@ -144,7 +144,7 @@ impl PackedWeights {
 
     /// The packed bytes (`panels * panel_bytes` of them, then padding).
     pub(crate) fn bytes(&self) -> &[i8] {
-        &lines_as_bytes(&self.lines)[..self.panels * self.panel_bytes()]
+        &lines_as_bytes(&self.lines)[..self.weight_bytes()]
     }
 
     /// The bytes from panel `j` to the end.

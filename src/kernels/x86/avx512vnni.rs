@@ -34,7 +34,7 @@ pub(crate) const EXACT_U8_RUN: usize = 65_793;
 const PREFETCH: usize = 2048;
 
 /// Proof that the CPU runs AVX-512 VNNI (with the [`V512`] width), with the one-row kernel's
-/// prefetch distance for this CPU ([`super::row_stream_prefetch`]).
+/// prefetch distance for this CPU ([`super::weight_prefetch`]).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vnni512 {
     width: V512,
@@ -47,7 +47,7 @@ impl Vnni512 {
         let width = V512::new()?;
         std::arch::is_x86_feature_detected!("avx512vnni").then_some(Vnni512 {
             width,
-            row_prefetch: super::row_stream_prefetch(PREFETCH),
+            row_prefetch: super::weight_prefetch(PREFETCH),
         })
     }
 

@@ -11,7 +11,7 @@ use crate::kernels::contract::{F32Kernel, F32Tile};
 const NR: usize = 16;
 
 /// Panel bytes ahead of the current K step that every tile prefetches on Intel (AMD: none,
-/// see [`super::row_stream_prefetch`]). A one-row tile streams its weights from memory once;
+/// see [`super::weight_prefetch`]). A one-row tile streams its weights from memory once;
 /// a tile of several rows reads a panel group of `K * 128` bytes that lives in L2 (not L1:
 /// 512 KiB at K = 4096) while every row block passes over it. On the Intel Xeon family 6
 /// model 207 of 2026-12-06, one thread, four interleaved rounds, median us without -> with:
@@ -40,7 +40,7 @@ unsafe impl F32Kernel for F32Avx512 {
 
     fn new() -> Option<Self> {
         is_x86_feature_detected!("avx512f").then(|| F32Avx512 {
-            prefetch: super::row_stream_prefetch(PREFETCH_AHEAD),
+            prefetch: super::weight_prefetch(PREFETCH_AHEAD),
         })
     }
 

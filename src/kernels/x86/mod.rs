@@ -9,8 +9,8 @@
 //! - [`f32_avx2`], [`f32_avx512`]: the float layer's f32 kernels;
 //! - [`peak`]: the measured one-core peak of each kernel's core instruction.
 //!
-//! [`row_stream_prefetch`] is the one tuning that depends on the CPU's vendor, not its
-//! instructions.
+//! Two tunings depend on the CPU rather than its instructions: [`weight_prefetch`] (the
+//! vendor) and [`l2_bytes`] (the cache the one-row kernel's prefetch is chosen by).
 
 pub(crate) mod amx;
 pub(crate) mod avx2;
@@ -22,8 +22,8 @@ pub(crate) mod peak;
 pub(crate) mod v256;
 pub(crate) mod v512;
 
-/// Bytes ahead at which the AVX-512 one-row kernels (`avx512vnni`'s one-row stream and
-/// `f32-avx512`'s tiles, one row or several) prefetch their weight streams: `intel` (the
+/// Bytes ahead at which the AVX-512 kernels' weight streams are prefetched (`avx512vnni`'s
+/// one-row stream and `f32-avx512`'s tiles, one row or several): `intel` (the
 /// distance measured on Intel) except on AMD, where they issue no prefetch at all.
 ///
 /// Measured on an AMD EPYC Zen 4 (family 25, model 17), 2026-12-03, one process per setting,
@@ -35,7 +35,7 @@ pub(crate) mod v512;
 /// miss buffers the prefetches take only slow them down. Prefetching to L2 or with the
 /// non-temporal hint, or from further ahead, was no better. On the Intel Xeon (model 167) the
 /// prefetch was measured faster, so Intel keeps it.
-pub(crate) fn row_stream_prefetch(intel: usize) -> usize {
+pub(crate) fn weight_prefetch(intel: usize) -> usize {
     if is_amd() {
         0
     } else {
@@ -45,7 +45,7 @@ pub(crate) fn row_stream_prefetch(intel: usize) -> usize {
 
 /// The L2 cache in bytes of the core that first asks (read once with `cpuid` leaf 4, the
 /// deterministic cache parameters of Intel CPUs), or 0 where that leaf does not describe one
-/// (AMD, which has no prefetch to turn off: [`row_stream_prefetch`]). A speed hint only.
+/// (AMD, which has no prefetch to turn off: [`weight_prefetch`]). A speed hint only.
 pub(crate) fn l2_bytes() -> usize {
     static L2: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *L2.get_or_init(|| {

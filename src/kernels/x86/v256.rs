@@ -1,7 +1,8 @@
 //! The 256-bit width (AVX2 + FMA): the row quantizer of the 256-bit kernels (the AVX-512
 //! kernels run its 16-lane twin, `V512::quantize_u8`), the full-integer input quantizer of
-//! every x86-64 kernel, and the hybrid and full-integer epilogues of the 256-bit kernels, bit for bit the portable definitions
-//! (`quantize::plan`, `EpilogueSpec::value`, `IntegerTile::portable`).
+//! every x86-64 kernel, and the hybrid and full-integer epilogues of the 256-bit kernels, bit
+//! for bit the portable definitions (`quantize::plan`, `EpilogueSpec::value`,
+//! `IntegerTile::portable`).
 //!
 //! A [`V256`] value exists only where AVX2 and FMA were detected; every function taking one is
 //! therefore safe to call, and runs its `#[target_feature]` code inside `unsafe` blocks whose
