@@ -17,7 +17,7 @@ use std::cell::RefCell;
 
 use super::pack::{PackedWeights, PANEL};
 use super::{OutRegion, SharedOut};
-use crate::kernels::contract::{Int8Kernel, Width};
+use crate::kernels::contract::{Int8Kernel, Pull, PullRun, Width};
 
 /// Largest K for which the zero-point correction `acc - row_sum * zp` is combined in wrapping
 /// i32: the true value is at most `K * 128 * 255` in magnitude, below 2^31 up to here.
@@ -29,6 +29,16 @@ pub(crate) const LONG_K_CHUNK: usize = 65_536;
 
 /// Weight bytes of the channel group kept in L2 while all row tiles pass over it.
 const GROUP_BYTES: usize = 192 * 1024;
+
+/// Fewest row blocks over a channel group for which the blocks after the first pull the next
+/// group into L2 ([`next_group_pull`]): with fewer, each would pull half the group or more, at
+/// a rate the core's L3 bandwidth does not keep up with. On the Intel Xeon family 6 model 207
+/// (one thread, best of three processes each, us, without / with the pull), 2 and 3 blocks
+/// were slower with it (16 x 4096 x 4096 1,015-1,034 / 1,041-1,057; 24 x 4096 x 4096
+/// 1,402-1,414 / 1,471-1,487) and 4 or more faster (32 x 1024 x 4096 451-454 / 424-429,
+/// 64 x 1024 x 4096 883-897 / 839-842, 64 x 4096 x 4096 3,394-3,482 / 3,167-3,235,
+/// 128 x 4096 x 4096 6,524-6,642 / 6,362-6,374).
+const PULL_MIN_BLOCKS: usize = 4;
 
 /// Multiply-adds per task below which a call uses fewer tasks (down to one, on the calling
 /// thread): handing a task to a spinning pool worker costs well under a microsecond, about the
@@ -204,13 +214,15 @@ fn rows_pass<K: Int8Kernel, S: TileSink>(
         .max(1)
         .next_multiple_of(tile_panels);
     let tile_acc = &mut acc[..K::ROWS * K::CHANNELS];
+    let blocks = (own_end - r0).div_ceil(K::ROWS);
     let mut g0 = p0;
     while g0 < p1 {
         let g1 = (g0 + group).min(p1);
         let mut r = r0;
-        while r < own_end {
+        for block in 0..blocks {
             let rows = (own_end - r).min(K::ROWS);
-            tiles_run(k, pk, x, sink, shared, r, rows, (g0, g1), tile_acc);
+            let pull = next_group_pull(pk, tile_panels, (g0, g1), p1, block, blocks);
+            tiles_run(k, pk, x, sink, shared, r, rows, (g0, g1), pull, tile_acc);
             r += rows;
         }
         g0 = g1;
@@ -229,8 +241,43 @@ fn rows_pass<K: Int8Kernel, S: TileSink>(
     }
 }
 
+/// What row block `block` of `blocks` over the channel group of panels `[g0, g1)` pulls into
+/// L2: a share of the next group's weights (up to panel `p1`), so that the next group's first
+/// row block reads L2 instead of streaming from L3.
+///
+/// The first row block of a group streams the group's weights from L3 (or memory) and the
+/// others read them from L2; while those others run, the core's L3 bandwidth is idle. So each
+/// of them pulls every `(blocks - 1)`-th K step of the next group's tiles, its own phase: the
+/// whole next group between them, spread evenly. (A group's pull costs one prefetch per panel
+/// per pulled K step; it needs [`PULL_MIN_BLOCKS`] blocks, and the last group has no next
+/// one.)
+fn next_group_pull(
+    pk: &PackedWeights,
+    tile_panels: usize,
+    (g0, g1): (usize, usize),
+    p1: usize,
+    block: usize,
+    blocks: usize,
+) -> PullRun {
+    let live_end = p1.min(pk.n.div_ceil(PANEL));
+    if block == 0 || g1 >= live_end || blocks < PULL_MIN_BLOCKS {
+        return PullRun::NONE;
+    }
+    // Tile t of this group pulls tile t of the next, which may be shorter.
+    let next_tiles = (live_end - g1).min(g1 - g0).div_ceil(tile_panels);
+    PullRun {
+        each: Pull {
+            delta: (g1 - g0) * pk.panel_bytes(),
+            every: blocks - 1,
+            phase: block - 1,
+        },
+        tiles: next_tiles,
+    }
+}
+
 /// The tiles of rows `[r, r + rows)` against panels `[g0, g1)` (whole tiles; those wholly in
-/// the channel padding are skipped), each finished by `sink` as soon as its dots are done.
+/// the channel padding are skipped), each finished by `sink` as soon as its dots are done;
+/// the run's tiles pull `pull` into L2.
 #[allow(clippy::too_many_arguments)]
 fn tiles_run<K: Int8Kernel, S: TileSink>(
     k: K,
@@ -241,6 +288,7 @@ fn tiles_run<K: Int8Kernel, S: TileSink>(
     r: usize,
     rows: usize,
     (g0, g1): (usize, usize),
+    pull: PullRun,
     acc: &mut [i32],
 ) {
     let tile_panels = K::CHANNELS / PANEL;
@@ -279,6 +327,7 @@ fn tiles_run<K: Int8Kernel, S: TileSink>(
         tile_panels * panel_bytes,
         pk.steps,
         tiles,
+        pull,
         acc,
         &mut |t, dots| sink.finish(k.width(), dots, at(t), &mut region(at(t))),
     );
@@ -332,4 +381,82 @@ fn with_tile_buffer<R>(f: impl FnOnce(&mut [i32]) -> R) -> R {
         Ok(mut acc) => f(&mut acc[..]),
         Err(_) => f(&mut [0; MAX_TILE]),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gemm::pack::Layout;
+
+    /// Over the row blocks of one channel group, the pull names every line of the next
+    /// group's live panels exactly once, the padding panel of its last tile at most once, and
+    /// nothing before the group's second block or at the last group; fewer than
+    /// `PULL_MIN_BLOCKS` blocks pull nothing.
+    #[test]
+    fn next_group_pull_covers_the_next_group_once() {
+        let layout = Layout {
+            k_step: 4,
+            k_align: 4,
+            panels_per_tile: 2,
+        };
+        // 600 channels: 38 live panels in 19 tiles of 2; 584: 37 live panels and one of
+        // padding. Groups of 12 panels: the last group is shorter.
+        for n in [600, 584] {
+            next_group_pull_case(n, 1000, layout, 12);
+        }
+    }
+
+    fn next_group_pull_case(n: usize, k: usize, layout: Layout, group: usize) {
+        let pk = PackedWeights::new(
+            &vec![1; n * k],
+            n,
+            k,
+            layout,
+            &vec![k as i32; n],
+            |_| 1.0,
+            None,
+        );
+        let live = n.div_ceil(PANEL);
+        for blocks in 1..=9 {
+            let mut g0 = 0;
+            while g0 < pk.panels {
+                let g1 = (g0 + group).min(pk.panels);
+                // Times each (panel, K step) byte offset of the packed weights is pulled.
+                let mut pulled = vec![0u32; pk.panels * pk.steps];
+                for block in 0..blocks {
+                    let run = next_group_pull(&pk, 2, (g0, g1), pk.panels, block, blocks);
+                    if block == 0 || blocks < PULL_MIN_BLOCKS {
+                        assert_eq!(run, PullRun::NONE);
+                    }
+                    let p = run.each;
+                    assert!(run.tiles == 0 || (p.every >= 1 && p.phase < p.every));
+                    for t in 0..run.tiles {
+                        for panel in 0..2 {
+                            let first = (g0 + 2 * t + panel) * pk.panel_bytes();
+                            for s in (p.phase..pk.steps).step_by(p.every) {
+                                let at = first + s * pk.step_bytes() + p.delta;
+                                assert_eq!(at % pk.step_bytes(), 0);
+                                let (pn, ps) = (at / pk.panel_bytes(), at % pk.panel_bytes());
+                                pulled[pn * pk.steps + ps / pk.step_bytes()] += 1;
+                            }
+                        }
+                    }
+                }
+                let next = g1..(g1 + group).min(live);
+                let pulls = blocks >= PULL_MIN_BLOCKS && g1 < live;
+                for panel in 0..pk.panels {
+                    let want = u32::from(pulls && next.contains(&panel));
+                    for s in 0..pk.steps {
+                        let got = pulled[panel * pk.steps + s];
+                        if panel >= live {
+                            assert!(got <= 1, "padding pulled {got} times");
+                        } else {
+                            assert_eq!(got, want, "{n} {blocks} {g0} {panel} {s}");
+                        }
+                    }
+                }
+                g0 = g1;
+            }
+        }
+    }
 }

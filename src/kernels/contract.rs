@@ -156,10 +156,31 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
         acc: &mut [i32],
     );
 
+    /// [`Int8Kernel::dots`] that also pulls the weights `pull` names into L2 while it runs
+    /// (a speed hint: the dots are the same). The default ignores the hint.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    fn dots_pulling(
+        self,
+        x: &[Self::Input],
+        x_stride: usize,
+        rows: usize,
+        w: &[i8],
+        panel_stride: usize,
+        steps: usize,
+        pull: Pull,
+        acc: &mut [i32],
+    ) {
+        let _ = pull;
+        self.dots(x, x_stride, rows, w, panel_stride, steps, acc);
+    }
+
     /// The dots of `tiles` consecutive channel tiles of the same rows: tile `t` reads the
     /// panels at `w[t * tile_stride..]` and its dots (as [`Int8Kernel::dots`] gives them) are
-    /// handed to `finish(t, acc)` before the next tile starts. The default is a `dots` call per
-    /// tile; a kernel with a setup cost per call (AMX's tile configuration) pays it once per run.
+    /// handed to `finish(t, acc)` before the next tile starts; the first `pull.tiles` tiles
+    /// pull `pull`'s weights into L2 ([`Int8Kernel::dots_pulling`]). The default is a `dots`
+    /// call per tile; a kernel with a setup cost per call (AMX's tile configuration) pays it
+    /// once per run.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn dots_run(
@@ -172,19 +193,17 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
         tile_stride: usize,
         steps: usize,
         tiles: usize,
+        pull: PullRun,
         acc: &mut [i32],
         finish: &mut impl FnMut(usize, &[i32]),
     ) {
         for t in 0..tiles {
-            self.dots(
-                x,
-                x_stride,
-                rows,
-                &w[t * tile_stride..],
-                panel_stride,
-                steps,
-                acc,
-            );
+            let w = &w[t * tile_stride..];
+            if t < pull.tiles {
+                self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, pull.each, acc);
+            } else {
+                self.dots(x, x_stride, rows, w, panel_stride, steps, acc);
+            }
             finish(t, acc);
         }
     }
@@ -192,6 +211,42 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     /// The one-core peak of the kernel's core instruction in GOP/s (see `Kernel::peak_gops`),
     /// or `None` for the portable reference.
     fn peak_gops(self) -> Option<f64>;
+}
+
+/// Weights a tile pulls into L2 while it computes, so that a later pass over them reads L2
+/// instead of streaming from L3 (a speed hint; no value depends on it): for the K steps `s`
+/// with `s % every == phase`, the bytes that step reads from each of the tile's panels, moved
+/// `delta` bytes on. The driver spreads one channel group's pull over the row blocks that
+/// follow the group's first ([`crate::gemm::driver`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pull {
+    /// Bytes from the tile's weights to the weights to pull.
+    pub(crate) delta: usize,
+    /// The period, in K steps, of the steps whose bytes are pulled (at least 1).
+    pub(crate) every: usize,
+    /// The first such step (`phase < every`).
+    pub(crate) phase: usize,
+}
+
+/// A [`Pull`] for the first `tiles` tiles of a run ([`Int8Kernel::dots_run`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PullRun {
+    /// What each of those tiles pulls.
+    pub(crate) each: Pull,
+    /// How many tiles, from the first, pull.
+    pub(crate) tiles: usize,
+}
+
+impl PullRun {
+    /// No tile pulls.
+    pub(crate) const NONE: PullRun = PullRun {
+        each: Pull {
+            delta: 0,
+            every: 1,
+            phase: 0,
+        },
+        tiles: 0,
+    };
 }
 
 /// The operands of one f32 register tile: `m` input rows against `np` consecutive panels.

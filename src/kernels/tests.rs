@@ -465,12 +465,19 @@ fn one_row_matches_reference_on_every_remainder() {
     }
 }
 
-/// Products large enough to run on several tasks (channel split, then row split), and every
-/// row count from 1 to 40 (every path of the kernel chain).
+/// Products large enough to run on several tasks (channel split, then row split), several
+/// channel groups under four or more row blocks (the tiles that pull the next group into L2,
+/// last group shorter, left-over rows), and every row count from 1 to 40 (every path of the
+/// kernel chain).
 #[test]
 fn threaded_splits_and_row_counts_match_reference() {
     let mut next = lcg(1);
-    let mut shapes = vec![(3usize, 1500usize, 1500usize), (300, 900, 16)];
+    let mut shapes = vec![
+        (3usize, 1500usize, 1500usize),
+        (300, 900, 16),
+        (40, 1000, 600),
+        (35, 700, 1000),
+    ];
     shapes.extend((1..=40).map(|b| (b, 96, 40)));
     for (b, k, n) in shapes {
         let c = ProductCase {

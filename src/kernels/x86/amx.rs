@@ -32,7 +32,7 @@ use super::avx512vnni::{check_u8, Avx512Vnni, Vnni512, EXACT_U8_RUN};
 use super::v512::V512;
 use crate::flavour::Flavour;
 use crate::gemm::pack::PANEL;
-use crate::kernels::contract::Int8Kernel;
+use crate::kernels::contract::{Int8Kernel, PullRun};
 use crate::quantize::inputs::RowParams;
 
 /// K values per `A` / `B` tile load (16 quads).
@@ -203,6 +203,7 @@ unsafe impl Int8Kernel for Amx {
             0,
             steps,
             1,
+            PullRun::NONE,
             acc,
             &mut |_, _| {},
         );
@@ -218,6 +219,8 @@ unsafe impl Int8Kernel for Amx {
         tile_stride: usize,
         steps: usize,
         tiles: usize,
+        // Not measured with AMX (no machine since the pull was added exposed it).
+        _pull: PullRun,
         acc: &mut [i32],
         finish: &mut impl FnMut(usize, &[i32]),
     ) {

@@ -9,8 +9,9 @@
 //! - [`f32_avx2`], [`f32_avx512`]: the float layer's f32 kernels;
 //! - [`peak`]: the measured one-core peak of each kernel's core instruction.
 //!
-//! Two tunings depend on the CPU rather than its instructions: [`weight_prefetch`] (the
-//! vendor) and [`l2_bytes`] (the cache the one-row kernel's prefetch is chosen by).
+//! Three tunings depend on the CPU rather than its instructions: [`weight_prefetch`] and
+//! [`pulls_into_l2`] (the vendor) and [`l2_bytes`] (the cache the one-row kernel's prefetch is
+//! chosen by).
 
 pub(crate) mod amx;
 pub(crate) mod avx2;
@@ -41,6 +42,19 @@ pub(crate) fn weight_prefetch(intel: usize) -> usize {
     } else {
         intel
     }
+}
+
+/// Whether the AVX-512 VNNI tiles pull the driver's next channel group into L2 while the row
+/// blocks after a group's first run ([`crate::kernels::contract::Pull`]): on Intel, not on AMD.
+///
+/// Measured on the Intel Xeon family 6 model 207 (2 MiB L2, 260 MiB L3), 2026-12-06, one
+/// thread: without the pull, the first row block of each channel group streams its weights
+/// from L3 at one core's L3 bandwidth, and 32 x 1024 x 4096 took 451-460 us at best over four
+/// processes, 424-431 us with it (and 128 x 4096 x 4096 1-3% less). It is not measured on AMD,
+/// whose cores reach their L3 faster and whose hardware prefetchers made every software
+/// prefetch measured there slower ([`weight_prefetch`]), so AMD keeps what was measured.
+pub(crate) fn pulls_into_l2() -> bool {
+    !is_amd()
 }
 
 /// The L2 cache in bytes of the core that first asks (read once with `cpuid` leaf 4, the
