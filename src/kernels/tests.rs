@@ -659,3 +659,108 @@ proptest! {
         }
     }
 }
+
+/// The next `n`-th f32 above (`n > 0`) or below `v` (finite, nonzero `v` away from the ends of
+/// the range).
+fn ulps_from(v: f32, n: i32) -> f32 {
+    let bits = v.to_bits() as i32;
+    // Away from zero for n > 0 in magnitude when v > 0; toward it when v < 0: both are
+    // neighbours in value order after the sign is taken into account.
+    let step = if v > 0.0 { n } else { -n };
+    f32::from_bits((bits + step) as u32)
+}
+
+/// Inputs whose quotient `x / S` lies within a few ulps of a half-integer, where rounding the
+/// product `x * (1 / S)` instead of the quotient would give another code: every width equals
+/// `TensorQuant::quantize` there. The cases include inputs where the plain product does round
+/// differently (the test would catch a vector path that skipped the division).
+#[test]
+fn tensor_quantization_at_half_integer_quotients() {
+    let mut next = lcg(9);
+    let mut scales = vec![
+        0.1f32,
+        1.0 / 3.0,
+        0.007_812_5 * 3.0,
+        1.7e-3,
+        3.3e5,
+        2.5e-37,
+        1.0e37,
+    ];
+    scales.extend((0..40).map(|_| {
+        let e = (next() % 200) as i32 - 100;
+        (1.0 + (next() % 1_000_000) as f32 / 1e6) * 2f32.powi(e)
+    }));
+    let mut product_differs = 0;
+    for &scale in &scales {
+        let mut x = Vec::new();
+        for k in -300..300 {
+            let mid = (k as f32 + 0.5) * scale;
+            if !mid.is_normal() {
+                continue;
+            }
+            x.extend((-6..=6).map(|n| ulps_from(mid, n)));
+        }
+        // Round up to whole vectors of every width, so the vector code sees them all.
+        while !x.len().is_multiple_of(16) {
+            x.push(0.0);
+        }
+        let q = crate::integer::TensorQuant {
+            scale,
+            zero_point: (next() % 256) as i32 - 128,
+        };
+        let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
+        let r = 1.0 / scale;
+        product_differs += x
+            .iter()
+            .filter(|&&v| (v * r).round() != (v / scale).round())
+            .count();
+        for kernel in Kernel::available() {
+            let (got, _) = kernel
+                .visit(TensorCodes {
+                    q,
+                    x: &x,
+                    codes: &[],
+                })
+                .expect("available");
+            assert_eq!(got, want, "{kernel} scale {scale}");
+        }
+    }
+    assert!(
+        product_differs > 0,
+        "no case where x * (1 / S) rounds otherwise"
+    );
+}
+
+/// With `HYBRIDQ_EXHAUSTIVE=1`: every f32 input, for a few scales, quantized by every width
+/// equals `TensorQuant::quantize`.
+#[test]
+fn tensor_quantization_of_every_f32() {
+    if !exhaustive() {
+        return;
+    }
+    for scale in [0.1f32, 1.0 / 3.0, 0.0123, 7.5e-3] {
+        let q = crate::integer::TensorQuant {
+            scale,
+            zero_point: 3,
+        };
+        let chunk = 1u64 << 22;
+        let mut start = 0u64;
+        while start < 1u64 << 32 {
+            let x: Vec<f32> = (start..start + chunk)
+                .map(|b| f32::from_bits(b as u32))
+                .collect();
+            let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
+            for kernel in Kernel::available() {
+                let (got, _) = kernel
+                    .visit(TensorCodes {
+                        q,
+                        x: &x,
+                        codes: &[],
+                    })
+                    .expect("available");
+                assert!(got == want, "{kernel} scale {scale} from bits {start:#x}");
+            }
+            start += chunk;
+        }
+    }
+}

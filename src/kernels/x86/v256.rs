@@ -323,19 +323,23 @@ unsafe impl Width for V256 {
 /// division; NaN, from `0 / 0`, to 0), held in `[-256, 256]` before the conversion (for an
 /// int8 zero point every value beyond clamps to the same code), `+ Z`, clamped to int8.
 ///
+/// The quotient's rounded integer is taken from `x * (1 / S)` where that is provably the
+/// division's, and from the division elsewhere (see [`quotient_ps`]).
+///
 /// # Safety
 /// AVX2; `8 * vectors` values in `x` and `out`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) {
     debug_assert!(8 * vectors <= x.len() && 8 * vectors <= out.len());
     let s = _mm256_set1_ps(q.scale);
+    let recip = Reciprocal::of(q.scale);
     let zp = _mm256_set1_epi32(q.zero_point);
     let (bound, nbound) = (_mm256_set1_ps(256.0), _mm256_set1_ps(-256.0));
     let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
     for c in 0..vectors {
         // SAFETY: c < vectors: 8 values at 8c in both slices (the contract).
         unsafe {
-            let v = _mm256_div_ps(_mm256_loadu_ps(x.as_ptr().add(8 * c)), s);
+            let v = quotient_ps(_mm256_loadu_ps(x.as_ptr().add(8 * c)), s, recip);
             let v = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), v);
             let r = _mm256_min_ps(_mm256_max_ps(round_away_ps(v), nbound), bound);
             let y = _mm256_add_epi32(_mm256_cvttps_epi32(r), zp);
@@ -348,6 +352,67 @@ unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vector
                 _mm256_castsi256_si128(b),
             );
         }
+    }
+}
+
+/// `1 / S` for [`quotient_ps`], where the product `x * (1 / S)` may stand for `x / S`: `S`
+/// and its rounded reciprocal both normal (so neither the reciprocal nor the product's
+/// relative error is spoiled by an overflow or a subnormal); `None` otherwise.
+#[derive(Clone, Copy)]
+pub(crate) struct Reciprocal(Option<f32>);
+
+impl Reciprocal {
+    /// The reciprocal of `scale`, where it may be used.
+    pub(crate) fn of(scale: f32) -> Self {
+        let r = 1.0 / scale;
+        Reciprocal((scale.is_normal() && r.is_normal()).then_some(r))
+    }
+
+    /// The reciprocal, or `None` where the quotient must be divided.
+    pub(crate) fn get(self) -> Option<f32> {
+        self.0
+    }
+}
+
+/// `x / S` where the result is only rounded to an integer afterwards (ties away from zero)
+/// and held in `[-256, 256]`: lanes whose rounded integer the product `y = x * (1 / S)`
+/// provably shares with the quotient take `y`; if any lane is not provably so, the vector is
+/// divided.
+///
+/// Why it is exact: with `r = fl(1 / S)` and `y = fl(x * r)`, `y` lies within `2.0001 u |q|` of
+/// the true quotient `q = x / S` (`u = 2^-24`: one rounding in `r`, one in the product), and so
+/// does `fl(q)`. Rounding to an integer is constant between half-integers, so `y` and `fl(q)`
+/// round alike unless a half-integer lies within `4.0003 u |q|` of `y`; the vector is divided
+/// when one lies within `2^-21 |y|` (more than that bound) of any lane's `y` with `|y| < 512`.
+/// Lanes with `|y| >= 512` have `|fl(q)| > 256` too and are clamped to the same bound; an
+/// infinite `y` is the quotient's too, and a NaN `x` gives NaN either way.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn quotient_ps(x: __m256, s: __m256, recip: Reciprocal) -> __m256 {
+    let Some(r) = recip.get() else {
+        return _mm256_div_ps(x, s);
+    };
+    let y = _mm256_mul_ps(x, _mm256_set1_ps(r));
+    let abs_y = _mm256_andnot_ps(_mm256_set1_ps(-0.0), y);
+    // |y - trunc(y)| is exact; its distance to 0.5 is the distance of y to a half-integer.
+    let frac = _mm256_sub_ps(
+        y,
+        _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y),
+    );
+    let abs_frac = _mm256_andnot_ps(_mm256_set1_ps(-0.0), frac);
+    let to_half = _mm256_andnot_ps(
+        _mm256_set1_ps(-0.0),
+        _mm256_sub_ps(abs_frac, _mm256_set1_ps(0.5)),
+    );
+    let tolerance = _mm256_mul_ps(abs_y, _mm256_set1_ps(1.0 / (1 << 21) as f32));
+    let near = _mm256_and_ps(
+        _mm256_cmp_ps::<_CMP_LE_OQ>(to_half, tolerance),
+        _mm256_cmp_ps::<_CMP_LT_OQ>(abs_y, _mm256_set1_ps(512.0)),
+    );
+    if _mm256_movemask_ps(near) == 0 {
+        y
+    } else {
+        _mm256_div_ps(x, s)
     }
 }
 
