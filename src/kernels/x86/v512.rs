@@ -270,23 +270,42 @@ unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: 
     let zp = _mm512_set1_epi32(q.zero_point);
     let (bound, nbound) = (_mm512_set1_ps(256.0), _mm512_set1_ps(-256.0));
     let (half, sign) = (_mm512_set1_ps(0.5), _mm512_set1_epi32(i32::MIN));
-    for c in 0..vectors {
-        // SAFETY: c < vectors: 16 values at 16c in both slices (asserted).
-        unsafe {
-            let v = quotient512(_mm512_loadu_ps(x.as_ptr().add(16 * c)), s, recip);
-            // False for NaN and |v| < 0.5: those lanes convert to 0.
-            let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(v), half);
-            let v = _mm512_min_ps(_mm512_max_ps(v, nbound), bound);
-            // copysign(0.5, v): 0.5 | (v & sign), one ternary-logic operation.
-            let signed_half = _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xF8>(
-                _mm512_castps_si512(half),
-                _mm512_castps_si512(v),
-                sign,
-            ));
-            let t = _mm512_maskz_cvttps_epi32(away, _mm512_add_ps(v, signed_half));
-            let b = _mm512_cvtsepi32_epi8(_mm512_add_epi32(t, zp));
-            _mm_storeu_si128(out.as_mut_ptr().add(16 * c).cast(), b);
-        }
+    // The code of every lane of x[16c..16c + 16], + Z, in i32.
+    let codes = |c: usize| {
+        // SAFETY: c < vectors: 16 values at 16c (asserted).
+        let v = quotient512(unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * c)) }, s, recip);
+        // False for NaN and |v| < 0.5: those lanes convert to 0.
+        let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(v), half);
+        let v = _mm512_min_ps(_mm512_max_ps(v, nbound), bound);
+        // copysign(0.5, v): 0.5 | (v & sign), one ternary-logic operation.
+        let signed_half = _mm512_castsi512_ps(_mm512_ternarylogic_epi32::<0xF8>(
+            _mm512_castps_si512(half),
+            _mm512_castps_si512(v),
+            sign,
+        ));
+        let t = _mm512_maskz_cvttps_epi32(away, _mm512_add_ps(v, signed_half));
+        _mm512_add_epi32(t, zp)
+    };
+    // Four vectors at a time narrowed by two saturating packs (i32 -> i16 -> i8: the clamp to
+    // int8) and put in order by one dword permutation: 64 bytes, one store. (A `vpmovsdb` to
+    // memory per vector was the loop's bottleneck on the Intel Xeon model 207.) Each 128-bit
+    // lane L of the packs holds dword L of a, b, c, d in turn; dword i of the result is dword
+    // `ORDER[i]` of the packs.
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let mut c = 0;
+    while c + 4 <= vectors {
+        let ab = _mm512_packs_epi32(codes(c), codes(c + 1));
+        let cd = _mm512_packs_epi32(codes(c + 2), codes(c + 3));
+        let b = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd));
+        // SAFETY: c + 4 <= vectors: 64 bytes at 16c in `out` (asserted).
+        unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(16 * c).cast(), b) };
+        c += 4;
+    }
+    while c < vectors {
+        let b = _mm512_cvtsepi32_epi8(codes(c));
+        // SAFETY: c < vectors: 16 bytes at 16c in `out` (asserted).
+        unsafe { _mm_storeu_si128(out.as_mut_ptr().add(16 * c).cast(), b) };
+        c += 1;
     }
 }
 
