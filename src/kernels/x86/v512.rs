@@ -140,24 +140,52 @@ fn round_even(y: __m512, zp: __m512i, _zpf: __m512) -> __m512i {
 }
 
 /// Quantizes `row[..vector]` (`vector` a multiple of 8) with the plan's vector rounding,
-/// clamps to the plan's bounds and stores `q + 128` as u8, 16 lanes at a time (a last chunk of
-/// 8 masked). One loop per rounding, so that each rounding function is inlined.
+/// clamps to the plan's bounds and stores `q + 128` as u8. One loop per rounding, so that each
+/// rounding function is inlined.
+///
+/// Four vectors (64 values) at a time are narrowed by two saturating packs (i32 -> i16 -> i8)
+/// and put in order by one dword permutation, then clamped to the plan's bounds on bytes and
+/// offset by 128 with one `xor`: the bounds lie within int8, so clamping the saturated value
+/// is clamping the value (saturation is a monotone clamp to a wider range), and `q ^ 0x80` is
+/// `q + 128` for an int8 `q`. The vectors left over, 16 lanes at a time (a last chunk of 8
+/// masked), clamp in i32 and narrow with `vpmovdb`: one narrowing store per vector was the
+/// loop's bottleneck on the Intel Xeon model 207.
 ///
 /// # Safety
 /// AVX-512 F/BW; `vector <= row.len() <= out.len()`.
 #[target_feature(enable = "avx512f,avx512bw")]
 unsafe fn quantize_u8(row: &[f32], out: &mut [u8], vector: usize, p: &RowPlan) {
     debug_assert!(vector.is_multiple_of(8) && vector <= row.len() && row.len() <= out.len());
+    assert!(-128 <= p.lo && p.lo <= p.hi && p.hi <= 127);
     let mult = _mm512_set1_ps(p.mult);
     let zp = _mm512_set1_epi32(p.zp);
     let zpf = _mm512_set1_ps(p.zp as f32);
     let lo = _mm512_set1_epi32(p.lo);
     let hi = _mm512_set1_epi32(p.hi);
+    let (lo8, hi8) = (_mm512_set1_epi8(p.lo as i8), _mm512_set1_epi8(p.hi as i8));
     let bias = _mm512_set1_epi32(128);
+    let flip = _mm512_set1_epi8(i8::MIN);
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let (src, dst) = (row.as_ptr(), out.as_mut_ptr());
     macro_rules! each_chunk {
         ($round:ident) => {{
-            for start in (0..vector).step_by(16) {
+            // The rounded values (+ zp, unclamped) of the 16 values from `start`.
+            let codes = |start: usize| {
+                // SAFETY: start + 16 <= vector (the callers), within `row` (the contract).
+                let x = unsafe { _mm512_loadu_ps(src.add(start)) };
+                $round(_mm512_mul_ps(x, mult), zp, zpf)
+            };
+            let mut start = 0;
+            while start + 64 <= vector {
+                let ab = _mm512_packs_epi32(codes(start), codes(start + 16));
+                let cd = _mm512_packs_epi32(codes(start + 32), codes(start + 48));
+                let q = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd));
+                let q = _mm512_max_epi8(_mm512_min_epi8(q, hi8), lo8);
+                // SAFETY: start + 64 <= vector <= out.len() (the contract).
+                unsafe { _mm512_storeu_si512(dst.add(start).cast(), _mm512_xor_si512(q, flip)) };
+                start += 64;
+            }
+            while start < vector {
                 let mask = if vector - start >= 16 {
                     u16::MAX
                 } else {
@@ -173,6 +201,7 @@ unsafe fn quantize_u8(row: &[f32], out: &mut [u8], vector: usize, p: &RowPlan) {
                     let u = _mm512_add_epi32(q, bias);
                     _mm512_mask_cvtepi32_storeu_epi8(dst.add(start).cast(), mask, u);
                 }
+                start += 16;
             }
         }};
     }
