@@ -671,6 +671,18 @@ fn ulps_from(v: f32, n: i32) -> f32 {
     f32::from_bits((bits + step) as u32)
 }
 
+/// Every available kernel's width quantizes `x` with `q` as `TensorQuant::quantize` does.
+fn assert_every_width_quantizes_as_reference(q: crate::integer::TensorQuant, x: &[f32], at: &str) {
+    let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
+    for kernel in Kernel::available() {
+        let (got, _) = kernel
+            .visit(TensorCodes { q, x, codes: &[] })
+            .expect("available");
+        // Not assert_eq: a failure over 2^22 values should not print them all.
+        assert!(got == want, "{kernel} {at}");
+    }
+}
+
 /// Inputs whose quotient `x / S` lies within a few ulps of a half-integer, where rounding the
 /// product `x * (1 / S)` instead of the quotient would give another code: every width equals
 /// `TensorQuant::quantize` there. The cases include inputs where the plain product does round
@@ -709,22 +721,12 @@ fn tensor_quantization_at_half_integer_quotients() {
             scale,
             zero_point: (next() % 256) as i32 - 128,
         };
-        let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
         let r = 1.0 / scale;
         product_differs += x
             .iter()
             .filter(|&&v| (v * r).round() != (v / scale).round())
             .count();
-        for kernel in Kernel::available() {
-            let (got, _) = kernel
-                .visit(TensorCodes {
-                    q,
-                    x: &x,
-                    codes: &[],
-                })
-                .expect("available");
-            assert_eq!(got, want, "{kernel} scale {scale}");
-        }
+        assert_every_width_quantizes_as_reference(q, &x, &format!("scale {scale}"));
     }
     assert!(
         product_differs > 0,
@@ -750,17 +752,8 @@ fn tensor_quantization_of_every_f32() {
             let x: Vec<f32> = (start..start + chunk)
                 .map(|b| f32::from_bits(b as u32))
                 .collect();
-            let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
-            for kernel in Kernel::available() {
-                let (got, _) = kernel
-                    .visit(TensorCodes {
-                        q,
-                        x: &x,
-                        codes: &[],
-                    })
-                    .expect("available");
-                assert!(got == want, "{kernel} scale {scale} from bits {start:#x}");
-            }
+            let at = format!("scale {scale} from bits {start:#x}");
+            assert_every_width_quantizes_as_reference(q, &x, &at);
             start += chunk;
         }
     }
