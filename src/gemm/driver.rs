@@ -277,7 +277,8 @@ fn next_group_pull(
 
 /// The tiles of rows `[r, r + rows)` against panels `[g0, g1)` (whole tiles; those wholly in
 /// the channel padding are skipped), each finished by `sink` as soon as its dots are done;
-/// the run's tiles pull `pull` into L2.
+/// the run's tiles pull `pull` into L2 where the kernel acts on it (a speed hint: the long-K
+/// path, the one-row kernels and most kernels ignore it).
 #[allow(clippy::too_many_arguments)]
 fn tiles_run<K: Int8Kernel, S: TileSink>(
     k: K,

@@ -356,8 +356,9 @@ unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vector
 }
 
 /// `1 / S` for [`quotient_ps`], where the product `x * (1 / S)` may stand for `x / S`: `S`
-/// and its rounded reciprocal both normal (so neither the reciprocal nor the product's
-/// relative error is spoiled by an overflow or a subnormal); `None` otherwise.
+/// and its rounded reciprocal both normal (so the reciprocal carries one rounding's relative
+/// error); `None` otherwise. A product that still underflows or overflows is covered at
+/// [`quotient_ps`].
 #[derive(Clone, Copy)]
 pub(crate) struct Reciprocal(Option<f32>);
 
@@ -379,13 +380,15 @@ impl Reciprocal {
 /// provably shares with the quotient take `y`; if any lane is not provably so, the vector is
 /// divided.
 ///
-/// Why it is exact: with `r = fl(1 / S)` and `y = fl(x * r)`, `y` lies within `2.0001 u |q|` of
-/// the true quotient `q = x / S` (`u = 2^-24`: one rounding in `r`, one in the product), and so
-/// does `fl(q)`. Rounding to an integer is constant between half-integers, so `y` and `fl(q)`
-/// round alike unless a half-integer lies within `4.0003 u |q|` of `y`; the vector is divided
-/// when one lies within `2^-21 |y|` (more than that bound) of any lane's `y` with `|y| < 512`.
-/// Lanes with `|y| >= 512` have `|fl(q)| > 256` too and are clamped to the same bound; an
-/// infinite `y` is the quotient's too, and a NaN `x` gives NaN either way.
+/// Why it is exact: with `r = fl(1 / S)` and `y = fl(x * r)` normal, `y` lies within
+/// `2.0001 u |q|` of the true quotient `q = x / S` (`u = 2^-24`: one rounding in `r`, one in
+/// the product), and TFLite's `fl(q)` within `u |q|`. Rounding to an integer is constant
+/// between half-integers, so `y` and `fl(q)` round alike unless a half-integer lies within
+/// `3.0002 u |q|` of `y`; the vector is divided when one lies within `2^-21 |y|` (more than
+/// that bound) of any lane's `y` with `|y| < 512`. Lanes with `|y| >= 512`, infinite ones
+/// included, have `|fl(q)| > 256` too (finite or not: the product and the quotient may
+/// overflow at different inputs) and clamp to the same bound; a product that underflows is
+/// below 0.5 with the quotient, both rounding to 0; a NaN `x` gives NaN either way.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn quotient_ps(x: __m256, s: __m256, recip: Reciprocal) -> __m256 {

@@ -283,11 +283,14 @@ unsafe impl Width for V512 {
 /// - the quotient held in `[-256, 256]` (for an int8 zero point every value beyond clamps to
 ///   the same code);
 /// - ties away from zero as `trunc(v + copysign(0.5, v))` for `|v| >= 0.5`, and 0 for the
-///   rest and for NaN (from `0 / 0`). The sum is exact for `0.5 <= |v| <= 256`: `0.5` is a
-///   multiple of `v`'s ulp, and the sum stays in `v`'s binade or is exactly representable in
-///   the next (a sum `n - ulp(v)` below an integer `n` lies in `v`'s binade). Below 0.5 the
-///   sum could round up to 1 (`v = 0.5 - 2^-25`), hence the mask;
-/// - the clamp to int8 by the saturating `vpmovsdb`.
+///   rest and for NaN (from `0 / 0`). For `0.5 <= |v| <= 256` the truncated rounded sum is
+///   `floor(|v| + 0.5)` (with `v`'s sign): `0.5` is a multiple of `v`'s ulp, so a sum that
+///   stays in `v`'s binade is exact, and one that rounds into the next binade lies in
+///   `[2^(e+1), 2^(e+1) + 0.5]`, where every value truncates to `2^(e+1)` (a sum just below
+///   an integer stays in `v`'s binade). Below 0.5 the sum could round up to 1
+///   (`v = 0.5 - 2^-25`), hence the mask;
+/// - the clamp to int8 by saturation: two packs in the four-vector loop, `vpmovsdb` for the
+///   vectors left over.
 ///
 /// # Safety
 /// AVX-512 F/BW; `16 * vectors` values in `x` and `out`.
