@@ -178,9 +178,9 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     /// The dots of `tiles` consecutive channel tiles of the same rows: tile `t` reads the
     /// panels at `w[t * tile_stride..]` and its dots (as [`Int8Kernel::dots`] gives them) are
     /// handed to `finish(t, acc)` before the next tile starts; the first `pull.tiles` tiles
-    /// pull `pull`'s weights into L2 ([`Int8Kernel::dots_pulling`]). The default is a `dots`
-    /// call per tile; a kernel with a setup cost per call (AMX's tile configuration) pays it
-    /// once per run.
+    /// pull `pull`'s weights into L2 ([`Int8Kernel::dots_pulling`], with [`Pull::NONE`] for
+    /// the others). The default is a `dots_pulling` call per tile; a kernel with a setup cost
+    /// per call (AMX's tile configuration) pays it once per run.
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn dots_run(
@@ -199,11 +199,12 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     ) {
         for t in 0..tiles {
             let w = &w[t * tile_stride..];
-            if t < pull.tiles {
-                self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, pull.each, acc);
+            let each = if t < pull.tiles {
+                pull.each
             } else {
-                self.dots(x, x_stride, rows, w, panel_stride, steps, acc);
-            }
+                Pull::NONE
+            };
+            self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, each, acc);
             finish(t, acc);
         }
     }
@@ -228,6 +229,15 @@ pub(crate) struct Pull {
     pub(crate) phase: usize,
 }
 
+impl Pull {
+    /// Nothing to pull.
+    pub(crate) const NONE: Pull = Pull {
+        delta: 0,
+        every: 1,
+        phase: 0,
+    };
+}
+
 /// A [`Pull`] for the first `tiles` tiles of a run ([`Int8Kernel::dots_run`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PullRun {
@@ -240,11 +250,7 @@ pub(crate) struct PullRun {
 impl PullRun {
     /// No tile pulls.
     pub(crate) const NONE: PullRun = PullRun {
-        each: Pull {
-            delta: 0,
-            every: 1,
-            phase: 0,
-        },
+        each: Pull::NONE,
         tiles: 0,
     };
 }

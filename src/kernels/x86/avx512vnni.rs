@@ -165,7 +165,7 @@ macro_rules! vnni512_kernel {
                 steps: usize,
                 acc: &mut [i32],
             ) {
-                self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, NO_PULL, acc)
+                self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, Pull::NONE, acc)
             }
 
             fn dots_pulling(
@@ -201,7 +201,7 @@ macro_rules! vnni512_kernel {
                     if $rows == 1 {
                         stream::<$panels>(xs[0], ws, steps, self.0.row_prefetch, acc)
                     } else {
-                        let pull = if self.0.pull { pull } else { NO_PULL };
+                        let pull = if self.0.pull { pull } else { Pull::NONE };
                         tile::<$rows, $panels>(xs, ws, steps, pull, acc)
                     }
                 }
@@ -242,13 +242,6 @@ vnni512_kernel!(
     Avx512VnniRow,
     "AVX-512 VNNI, one row x 32 channels."
 );
-
-/// The pull of a tile that pulls nothing.
-const NO_PULL: Pull = Pull {
-    delta: 0,
-    every: 1,
-    phase: 0,
-};
 
 /// A tile of `R` rows x `P` panels that also pulls `pull`'s lines into L2 (one line per
 /// panel on each pulled quad: a quad of a panel is one 64-byte line).

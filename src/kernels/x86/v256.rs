@@ -355,6 +355,14 @@ unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vector
     }
 }
 
+/// The band around half-integers, relative to `|y|`, in which [`quotient_ps`] (and its
+/// 512-bit twin) divides: `2^-21`, above the `3.0002 u` bound of its argument.
+pub(crate) const NEAR_HALF: f32 = 1.0 / (1 << 21) as f32;
+
+/// Products at or beyond this magnitude need no check: their quotient clamps to the same
+/// bound (see [`quotient_ps`]).
+pub(crate) const CLAMPED_BEYOND: f32 = 512.0;
+
 /// `1 / S` for [`quotient_ps`], where the product `x * (1 / S)` may stand for `x / S`: `S`
 /// and its rounded reciprocal both normal (so the reciprocal carries one rounding's relative
 /// error); `None` otherwise. A product that still underflows or overflows is covered at
@@ -407,10 +415,10 @@ fn quotient_ps(x: __m256, s: __m256, recip: Reciprocal) -> __m256 {
         _mm256_set1_ps(-0.0),
         _mm256_sub_ps(abs_frac, _mm256_set1_ps(0.5)),
     );
-    let tolerance = _mm256_mul_ps(abs_y, _mm256_set1_ps(1.0 / (1 << 21) as f32));
+    let tolerance = _mm256_mul_ps(abs_y, _mm256_set1_ps(NEAR_HALF));
     let near = _mm256_and_ps(
         _mm256_cmp_ps::<_CMP_LE_OQ>(to_half, tolerance),
-        _mm256_cmp_ps::<_CMP_LT_OQ>(abs_y, _mm256_set1_ps(512.0)),
+        _mm256_cmp_ps::<_CMP_LT_OQ>(abs_y, _mm256_set1_ps(CLAMPED_BEYOND)),
     );
     if _mm256_movemask_ps(near) == 0 {
         y

@@ -6,7 +6,8 @@
 use std::arch::x86_64::*;
 
 use super::v256::{
-    Reciprocal, FUSED, GEMMLOWP, KLEIDI, RUY, SINGLE, TWO_ROUNDINGS, V256, XNNPACK_FUSED,
+    Reciprocal, CLAMPED_BEYOND, FUSED, GEMMLOWP, KLEIDI, NEAR_HALF, RUY, SINGLE, TWO_ROUNDINGS,
+    V256, XNNPACK_FUSED,
 };
 use crate::engine::hybrid::HybridTile;
 use crate::engine::integer::IntegerTile;
@@ -143,13 +144,12 @@ fn round_even(y: __m512, zp: __m512i, _zpf: __m512) -> __m512i {
 /// clamps to the plan's bounds and stores `q + 128` as u8. One loop per rounding, so that each
 /// rounding function is inlined.
 ///
-/// Four vectors (64 values) at a time are narrowed by two saturating packs (i32 -> i16 -> i8)
-/// and put in order by one dword permutation, then clamped to the plan's bounds on bytes and
-/// offset by 128 with one `xor`: the bounds lie within int8, so clamping the saturated value
-/// is clamping the value (saturation is a monotone clamp to a wider range), and `q ^ 0x80` is
-/// `q + 128` for an int8 `q`. The vectors left over, 16 lanes at a time (a last chunk of 8
-/// masked), clamp in i32 and narrow with `vpmovdb`: one narrowing store per vector was the
-/// loop's bottleneck on the Intel Xeon model 207.
+/// Four vectors (64 values) at a time are narrowed with saturation ([`narrow4_i8`]), then
+/// clamped to the plan's bounds on bytes and offset by 128 with one `xor`: the bounds lie
+/// within int8, so clamping the saturated value is clamping the value (saturation is a
+/// monotone clamp to a wider range), and `q ^ 0x80` is `q + 128` for an int8 `q`. The vectors
+/// left over, 16 lanes at a time (a last chunk of 8 masked), clamp in i32 and narrow with
+/// `vpmovdb`.
 ///
 /// # Safety
 /// AVX-512 F/BW; `vector <= row.len() <= out.len()`.
@@ -165,7 +165,6 @@ unsafe fn quantize_u8(row: &[f32], out: &mut [u8], vector: usize, p: &RowPlan) {
     let (lo8, hi8) = (_mm512_set1_epi8(p.lo as i8), _mm512_set1_epi8(p.hi as i8));
     let bias = _mm512_set1_epi32(128);
     let flip = _mm512_set1_epi8(i8::MIN);
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     let (src, dst) = (row.as_ptr(), out.as_mut_ptr());
     macro_rules! each_chunk {
         ($round:ident) => {{
@@ -177,9 +176,12 @@ unsafe fn quantize_u8(row: &[f32], out: &mut [u8], vector: usize, p: &RowPlan) {
             };
             let mut start = 0;
             while start + 64 <= vector {
-                let ab = _mm512_packs_epi32(codes(start), codes(start + 16));
-                let cd = _mm512_packs_epi32(codes(start + 32), codes(start + 48));
-                let q = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd));
+                let q = narrow4_i8([
+                    codes(start),
+                    codes(start + 16),
+                    codes(start + 32),
+                    codes(start + 48),
+                ]);
                 let q = _mm512_max_epi8(_mm512_min_epi8(q, hi8), lo8);
                 // SAFETY: start + 64 <= vector <= out.len() (the contract).
                 unsafe { _mm512_storeu_si512(dst.add(start).cast(), _mm512_xor_si512(q, flip)) };
@@ -318,17 +320,11 @@ unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: 
         let t = _mm512_maskz_cvttps_epi32(away, _mm512_add_ps(v, signed_half));
         _mm512_add_epi32(t, zp)
     };
-    // Four vectors at a time narrowed by two saturating packs (i32 -> i16 -> i8: the clamp to
-    // int8) and put in order by one dword permutation: 64 bytes, one store. (A `vpmovsdb` to
-    // memory per vector was the loop's bottleneck on the Intel Xeon model 207.) Each 128-bit
-    // lane L of the packs holds dword L of a, b, c, d in turn; dword i of the result is dword
-    // `ORDER[i]` of the packs.
-    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    // Four vectors at a time, saturated to int8 (the clamp) by `narrow4_i8`: 64 bytes, one
+    // store.
     let mut c = 0;
     while c + 4 <= vectors {
-        let ab = _mm512_packs_epi32(codes(c), codes(c + 1));
-        let cd = _mm512_packs_epi32(codes(c + 2), codes(c + 3));
-        let b = _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd));
+        let b = narrow4_i8([codes(c), codes(c + 1), codes(c + 2), codes(c + 3)]);
         // SAFETY: c + 4 <= vectors: 64 bytes at 16c in `out` (asserted).
         unsafe { _mm512_storeu_si512(out.as_mut_ptr().add(16 * c).cast(), b) };
         c += 4;
@@ -339,6 +335,21 @@ unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: 
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(16 * c).cast(), b) };
         c += 1;
     }
+}
+
+/// Four vectors of 16 i32 narrowed to 64 i8 in order, each value saturated to int8: two
+/// saturating packs (i32 -> i16 -> i8) and one dword permutation, so that the 64 bytes leave
+/// in one store (a `vpmov[s]db` to memory per vector was the quantizers' bottleneck on the
+/// Intel Xeon model 207). The packs work per 128-bit lane: lane L of the result holds dword L
+/// of `v[0]`, `v[1]`, `v[2]`, `v[3]` in turn, so dword `i` of the ordered bytes is dword
+/// `[0, 4, 8, 12, 1, 5, ...][i]` of the packs.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn narrow4_i8(v: [__m512i; 4]) -> __m512i {
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let ab = _mm512_packs_epi32(v[0], v[1]);
+    let cd = _mm512_packs_epi32(v[2], v[3]);
+    _mm512_permutexvar_epi32(order, _mm512_packs_epi16(ab, cd))
 }
 
 /// The 256-bit `quotient_ps` on 16 lanes: `x * (1 / S)` where every lane's rounded integer
@@ -356,9 +367,9 @@ fn quotient512(x: __m512, s: __m512, recip: Reciprocal) -> __m512 {
         _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y),
     );
     let to_half = _mm512_abs_ps(_mm512_sub_ps(_mm512_abs_ps(frac), _mm512_set1_ps(0.5)));
-    let tolerance = _mm512_mul_ps(abs_y, _mm512_set1_ps(1.0 / (1 << 21) as f32));
+    let tolerance = _mm512_mul_ps(abs_y, _mm512_set1_ps(NEAR_HALF));
     let near = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(to_half, tolerance)
-        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(abs_y, _mm512_set1_ps(512.0));
+        & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(abs_y, _mm512_set1_ps(CLAMPED_BEYOND));
     if near == 0 {
         y
     } else {
