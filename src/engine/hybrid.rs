@@ -15,23 +15,33 @@ use crate::layer::scratch::{grow, Scratch};
 use crate::quantize::inputs::RowParams;
 use crate::quantize::weights::QuantizedWeights;
 
-/// A hybrid product on some kernel: what [`crate::HybridLinear`] holds.
+/// A hybrid product on some kernel: what [`crate::HybridLinear`] holds. A call is two steps,
+/// so that the layer can refuse a non-finite input before any output is written:
+/// [`HybridProduct::quantize`], then [`HybridProduct::product`] on the same scratch.
 pub(crate) trait HybridProduct: Send + Sync {
     /// The kernel it runs.
     fn kernel(&self) -> Kernel;
-    /// Quantizes `rows` rows of `x` (those with `finite[b]`; the others get zeros and
-    /// [`RowParams::ZERO_ROW`]) in `flavour` and computes `out = epilogue(product)`.
+    /// Quantizes `rows` rows of `x` in `flavour` into `scratch`, and sets
+    /// `scratch.row_is_finite[b]` to whether row `b` is free of NaN and infinities (a row
+    /// that is not gets zeros and [`RowParams::ZERO_ROW`]); returns whether every row is.
     #[allow(clippy::too_many_arguments)]
-    fn run(
+    fn quantize(
         &self,
         x: &[f32],
         rows: usize,
-        finite: &[bool],
         flavour: Flavour,
         asymmetric: bool,
+        scratch: &mut Scratch,
+        threads: usize,
+    ) -> bool;
+    /// `out = epilogue(product)` of the `rows` rows the last [`HybridProduct::quantize`] left
+    /// in `scratch`.
+    fn product(
+        &self,
+        rows: usize,
         spec: EpilogueSpec,
         out: &mut [f32],
-        scratch: &mut Scratch,
+        scratch: &Scratch,
         threads: usize,
     );
 }
@@ -87,13 +97,13 @@ impl<K: Int8Kernel> HybridEngine<K> {
     }
 }
 
-/// Input values below which the passes over the input (the finite check, the quantization)
-/// stay on the calling thread.
+/// Input values below which the pass over the input (the quantization, which also finds NaN
+/// and infinities) stays on the calling thread.
 const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
 
 /// Rows per piece of a pass over `rows` input rows of `k` values on `threads` threads (pieces
 /// claimed in turn, as the driver's), or `None` when the pass stays on the calling thread.
-pub(crate) fn input_rows_per_piece(rows: usize, k: usize, threads: usize) -> Option<usize> {
+fn input_rows_per_piece(rows: usize, k: usize, threads: usize) -> Option<usize> {
     (threads > 1 && rows > 1 && rows * k >= QUANTIZE_PARALLEL_VALUES)
         .then(|| rows.div_ceil(threads * driver::CHUNKS_PER_TASK))
 }
@@ -103,61 +113,82 @@ impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
         self.id
     }
 
-    fn run(
+    fn quantize(
         &self,
         x: &[f32],
         rows: usize,
-        finite: &[bool],
         flavour: Flavour,
         asymmetric: bool,
-        spec: EpilogueSpec,
-        out: &mut [f32],
         scratch: &mut Scratch,
         threads: usize,
-    ) {
+    ) -> bool {
         let pk = &self.packed;
         let (k, stride) = (pk.k, pk.k_padded);
         grow(&mut scratch.params, rows, RowParams::ZERO_ROW);
+        grow(&mut scratch.row_is_finite, rows, true);
         let q = elements_mut::<K::Input>(&mut scratch.quantized, rows * stride);
         let params = &mut scratch.params[..rows];
+        let finite = &mut scratch.row_is_finite[..rows];
         let kernel = self.kernel;
-        let one = |b: usize, qrow: &mut [K::Input], p: &mut RowParams| {
-            if finite[b] {
-                *p = kernel.quantize(flavour, asymmetric, &x[b * k..(b + 1) * k], qrow);
-            } else {
+        let one = |b: usize, qrow: &mut [K::Input], p: &mut RowParams, ok: &mut bool| match kernel
+            .quantize(flavour, asymmetric, &x[b * k..(b + 1) * k], qrow)
+        {
+            Some(params) => (*p, *ok) = (params, true),
+            None => {
                 qrow.fill(K::Input::from_q(0));
-                *p = RowParams::ZERO_ROW;
+                (*p, *ok) = (RowParams::ZERO_ROW, false);
             }
         };
         if let Some(per) = input_rows_per_piece(rows, k, threads) {
-            crate::gemm::pool::for_each_chunk_pair(
+            crate::gemm::pool::for_each_chunk_triple(
                 q,
                 per * stride,
-                params,
+                (params, &mut *finite),
                 per,
                 threads,
-                |t, qs, ps| {
-                    for (i, (qrow, p)) in qs.chunks_exact_mut(stride).zip(ps).enumerate() {
-                        one(t * per + i, qrow, p);
+                |t, qs, ps, oks| {
+                    let rows = qs.chunks_exact_mut(stride).zip(ps).zip(oks);
+                    for (i, ((qrow, p), ok)) in rows.enumerate() {
+                        one(t * per + i, qrow, p, ok);
                     }
                 },
             );
         } else {
-            for (b, (qrow, p)) in q
+            let rows = q
                 .chunks_exact_mut(stride)
                 .zip(params.iter_mut())
-                .enumerate()
-            {
-                one(b, qrow, p);
+                .zip(finite.iter_mut());
+            for (b, ((qrow, p), ok)) in rows.enumerate() {
+                one(b, qrow, p, ok);
             }
         }
+        finite.iter().all(|&ok| ok)
+    }
+
+    fn product(
+        &self,
+        rows: usize,
+        spec: EpilogueSpec,
+        out: &mut [f32],
+        scratch: &Scratch,
+        threads: usize,
+    ) {
+        let pk = &self.packed;
+        let stride = pk.k_padded;
         let sink = HybridSink {
             params: &scratch.params[..rows],
             packed: pk,
             spec,
         };
         let q = elements::<K::Input>(&scratch.quantized, rows * stride);
-        driver::run(kernel, pk, Rows { x: q, stride, rows }, &sink, out, threads);
+        driver::run(
+            self.kernel,
+            pk,
+            Rows { x: q, stride, rows },
+            &sink,
+            out,
+            threads,
+        );
     }
 }
 

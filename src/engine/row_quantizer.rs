@@ -33,7 +33,8 @@ pub struct RowQuantizer {
 }
 
 trait QuantizeRows: Send + Sync {
-    fn quantize(&mut self, row: &[f32]) -> RowParams;
+    /// `None` for a row with a NaN or an infinity.
+    fn quantize(&mut self, row: &[f32]) -> Option<RowParams>;
     fn values(&self) -> Vec<i8>;
 }
 
@@ -45,7 +46,7 @@ struct OnKernel<K: Int8Kernel> {
 }
 
 impl<K: Int8Kernel> QuantizeRows for OnKernel<K> {
-    fn quantize(&mut self, row: &[f32]) -> RowParams {
+    fn quantize(&mut self, row: &[f32]) -> Option<RowParams> {
         if self.buf.len() != row.len() {
             self.buf.resize(row.len(), K::Input::PAD);
         }
@@ -95,8 +96,13 @@ impl RowQuantizer {
     /// a hybrid layer handles by its [`NonFinitePolicy`](crate::NonFinitePolicy) before this
     /// step.
     pub fn quantize(&mut self, row: &[f32]) -> Result<RowParams> {
-        check_finite("RowQuantizer::quantize", "row", row)?;
-        Ok(self.inner.quantize(row))
+        match self.inner.quantize(row) {
+            Some(p) => Ok(p),
+            None => {
+                check_finite("RowQuantizer::quantize", "row", row)?;
+                unreachable!("the kernel's quantizer refused a finite row")
+            }
+        }
     }
 
     /// The int8 values of the last row quantized.

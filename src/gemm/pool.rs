@@ -412,20 +412,27 @@ pub(crate) fn for_each_chunk<T: Send>(
     });
 }
 
-/// Calls `f(i, a_chunk, b_chunk)` for the `i`-th chunks of `a` (of `chunk_a` elements) and `b`
-/// (of `chunk_b`), for every `i` below the smaller chunk count, on up to `threads` threads.
-pub(crate) fn for_each_chunk_pair<A: Send, B: Send>(
+/// Calls `f(i, a_chunk, b_chunk, c_chunk)` for the `i`-th chunks of `a` (of `chunk_a`
+/// elements), `b` and `c` (of `chunk` elements each), for every `i` below the smallest chunk
+/// count, on up to `threads` threads.
+pub(crate) fn for_each_chunk_triple<A: Send, B: Send, C: Send>(
     a: &mut [A],
     chunk_a: usize,
-    b: &mut [B],
-    chunk_b: usize,
+    (b, c): (&mut [B], &mut [C]),
+    chunk: usize,
     threads: usize,
-    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
+    f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) + Sync,
 ) {
-    let (ca, cb) = (Chunks::new(a, chunk_a), Chunks::new(b, chunk_b));
-    run(ca.count().min(cb.count()), threads, &|i| {
-        // SAFETY: `run` hands out each i below both counts exactly once.
-        f(i, unsafe { ca.get(i) }, unsafe { cb.get(i) })
+    let (ca, cb, cc) = (
+        Chunks::new(a, chunk_a),
+        Chunks::new(b, chunk),
+        Chunks::new(c, chunk),
+    );
+    run(ca.count().min(cb.count()).min(cc.count()), threads, &|i| {
+        // SAFETY: `run` hands out each i below every count exactly once.
+        f(i, unsafe { ca.get(i) }, unsafe { cb.get(i) }, unsafe {
+            cc.get(i)
+        })
     });
 }
 
@@ -478,13 +485,16 @@ mod tests {
         for (j, &x) in v.iter().enumerate() {
             assert_eq!(x, (j / 64) as u32 + 1);
         }
-        let (mut a, mut b) = (vec![0u8; 10], vec![0u16; 3]);
-        for_each_chunk_pair(&mut a, 4, &mut b, 1, 2, |i, ca, cb| {
+        let (mut a, mut b, mut c) = (vec![0u8; 10], vec![0u16; 3], vec![0i8; 4]);
+        for_each_chunk_triple(&mut a, 4, (&mut b, &mut c), 1, 2, |i, ca, cb, cc| {
             ca.fill(i as u8 + 1);
             cb[0] = ca.len() as u16;
+            cc[0] = -(i as i8) - 1;
         });
         assert_eq!(a, [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]);
         assert_eq!(b, [4, 4, 2]);
+        // Three chunks of `a`: the fourth of `c` is untouched.
+        assert_eq!(c, [-1, -2, -3, 0]);
     }
 
     #[test]

@@ -128,16 +128,18 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     /// The epilogue width.
     fn width(self) -> Self::Width;
 
-    /// Quantizes a finite row in `flavour` into `out` (at least `row.len()` values), padding
+    /// Quantizes a row in `flavour` into `out` (at least `row.len()` values), padding
     /// `out[row.len()..]` with [`InputElement::PAD`], and returns its parameters: bit for bit
-    /// [`RowPlan::one`] of [`crate::quantize::plan::plan_row`].
+    /// [`RowPlan::one`] of [`crate::quantize::plan::plan_row`]. `None` when the row holds a
+    /// NaN or an infinity, found on the pass that finds its range (`out` then holds
+    /// unspecified values): the layer needs no pass of its own over the input.
     fn quantize(
         self,
         flavour: Flavour,
         asymmetric: bool,
         row: &[f32],
         out: &mut [Self::Input],
-    ) -> RowParams;
+    ) -> Option<RowParams>;
 
     /// The raw dots of a tile: for `r < rows` (`1 <= rows <= ROWS`) and `c < CHANNELS`,
     /// `acc[r * CHANNELS + c] = sum_{s < steps} sum_{g < K_STEP} x[r][s * K_STEP + g] *

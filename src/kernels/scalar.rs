@@ -76,10 +76,13 @@ unsafe impl Int8Kernel for Scalar {
         asymmetric: bool,
         row: &[f32],
         out: &mut [i8],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
+        if !row.iter().all(|v| v.is_finite()) {
+            return None;
+        }
         let plan = plan_row(flavour, asymmetric, row);
         quantize_portable(&plan, row, out);
-        plan.params
+        Some(plan.params)
     }
 
     fn dots(

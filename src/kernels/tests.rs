@@ -38,7 +38,7 @@ fn cases(fast: u32) -> u32 {
 }
 
 /// A row quantized by a kernel: the int8 values it stands for (padding included) and the
-/// parameters.
+/// parameters (`None`: the kernel found a NaN or an infinity).
 struct Quantize<'a> {
     flavour: Flavour,
     asym: bool,
@@ -46,7 +46,7 @@ struct Quantize<'a> {
 }
 
 impl KernelVisitor for Quantize<'_> {
-    type Out = (Vec<i32>, bool, RowParams);
+    type Out = (Vec<i32>, bool, Option<RowParams>);
     fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Self::Out {
         let len = self.row.len().next_multiple_of(K::K_ALIGN) + K::K_ALIGN;
         let mut out = vec![K::Input::from_q(99); len];
@@ -70,6 +70,9 @@ fn check_quantize(row: &[f32]) -> std::result::Result<(), TestCaseError> {
                     .visit(Quantize { flavour, asym, row })
                     .expect("available");
                 prop_assert!(padded, "{} {} {}: padding", kernel, flavour, asym);
+                let Some(p) = p else {
+                    return Err(TestCaseError::fail(format!("{kernel}: finite row refused")));
+                };
                 prop_assert_eq!(
                     p.scale.to_bits(),
                     pw.scale.to_bits(),
@@ -132,6 +135,31 @@ proptest! {
             .map(|i| (ties[picks[i]] + (offset % 7) as f32) * scale)
             .collect();
         check_quantize(&row)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
+
+    /// Every kernel's quantizer refuses a row with a NaN or an infinity wherever it sits (in
+    /// the four-vector loops, the single vectors, the masked or scalar tails), and a row with
+    /// several of them.
+    #[test]
+    fn quantization_refuses_non_finite_rows(
+        row in row_strategy(),
+        at in prop::collection::vec((0usize..200, 0usize..3), 1..4),
+        asym in any::<bool>(),
+    ) {
+        let mut row = row;
+        for &(i, which) in &at {
+            let i = i % row.len();
+            row[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][which];
+        }
+        for kernel in Kernel::available() {
+            let flavour = Flavour::ALL[at[0].0 % Flavour::ALL.len()];
+            let (_, _, p) = kernel.visit(Quantize { flavour, asym, row: &row }).expect("available");
+            prop_assert!(p.is_none(), "{} accepted a non-finite row at {:?}", kernel, at);
+        }
     }
 }
 

@@ -6,10 +6,8 @@ use std::sync::Arc;
 use ndarray::{ArrayView1, ArrayView2};
 
 use super::rows::check_rows;
-use super::scratch::grow;
 use super::{Linear, Scratch};
 use crate::activation::Activation;
-use crate::engine::hybrid::input_rows_per_piece;
 use crate::engine::hybrid::HybridProduct;
 use crate::error::{Error, Result};
 use crate::flavour::Flavour;
@@ -202,37 +200,22 @@ impl HybridLinear {
         })
     }
 
-    /// Checks the input's values (before any output is written) and returns whether the whole
-    /// input is zero.
-    fn check_inputs(&self, x: &[f32], rows: usize, scratch: &mut Scratch) -> Result<bool> {
+    /// The error for the first NaN or infinity of `x`, whose rows `finite` flags (at least
+    /// one row is flagged).
+    fn non_finite_error(&self, x: &[f32], finite: &[bool]) -> Error {
         let k = self.weights.k();
-        grow(&mut scratch.row_is_finite, rows, true);
-        let flags = &mut scratch.row_is_finite[..rows];
-        let check = |first: usize, flags: &mut [bool]| {
-            for (j, flag) in flags.iter_mut().enumerate() {
-                let b = first + j;
-                *flag = crate::error::first_non_finite(&x[b * k..(b + 1) * k]).is_none();
-            }
-        };
-        if let Some(per) = input_rows_per_piece(rows, k, self.threads) {
-            crate::gemm::pool::for_each_chunk(flags, per, self.threads, |t, f| check(t * per, f));
-        } else {
-            check(0, flags);
+        let b = finite
+            .iter()
+            .position(|&ok| !ok)
+            .expect("a row with a non-finite value");
+        let row = &x[b * k..(b + 1) * k];
+        let i = crate::error::first_non_finite(row).expect("a non-finite value");
+        Error::NonFinite {
+            op: "HybridLinear::forward",
+            what: "input",
+            index: b * k + i,
+            value: row[i],
         }
-        if let (Some(b), NonFinitePolicy::Error) = (
-            flags.iter().position(|&finite| !finite),
-            self.config.non_finite,
-        ) {
-            let row = &x[b * k..(b + 1) * k];
-            let i = crate::error::first_non_finite(row).expect("a non-finite value");
-            return Err(Error::NonFinite {
-                op: "HybridLinear::forward",
-                what: "input",
-                index: b * k + i,
-                value: row[i],
-            });
-        }
-        Ok(x.iter().all(|&v| v == 0.0))
     }
 }
 
@@ -285,8 +268,8 @@ impl Linear for HybridLinear {
         }
         let act = self.config.activation;
         let flavour = self.config.flavour;
-        let all_zero = self.check_inputs(x, rows, scratch)?;
-        if all_zero && !flavour.is_xnnpack() {
+        // An all-zero input is finite; the test stops at the first non-zero value.
+        if !flavour.is_xnnpack() && x.iter().all(|&v| v == 0.0) {
             // TFLite's shortcut: no product, the activation of the bias.
             let init = |j: usize| self.bias.as_ref().map_or(0.0, |b| b[j]);
             for out_row in out.chunks_exact_mut(n) {
@@ -296,23 +279,22 @@ impl Linear for HybridLinear {
             }
             return Ok(());
         }
+        // The quantizer finds NaN and infinities on its pass over each row, so the input is
+        // checked before any output is written and read once for both.
+        let asymmetric = self.config.asymmetric_inputs;
+        let finite = self
+            .engine
+            .quantize(x, rows, flavour, asymmetric, scratch, self.threads);
+        if !finite && self.config.non_finite == NonFinitePolicy::Error {
+            return Err(self.non_finite_error(x, &scratch.row_is_finite[..rows]));
+        }
         let spec = EpilogueSpec::new(flavour, act, rows, n, k);
-        let finite = std::mem::take(&mut scratch.row_is_finite);
-        self.engine.run(
-            x,
-            rows,
-            &finite[..rows],
-            flavour,
-            self.config.asymmetric_inputs,
-            spec,
-            out,
-            scratch,
-            self.threads,
-        );
-        scratch.row_is_finite = finite;
-        for (b, out_row) in out.chunks_exact_mut(n).enumerate() {
-            if !scratch.row_is_finite[b] {
-                out_row.fill(f32::NAN);
+        self.engine.product(rows, spec, out, scratch, self.threads);
+        if !finite {
+            for (out_row, &ok) in out.chunks_exact_mut(n).zip(&scratch.row_is_finite) {
+                if !ok {
+                    out_row.fill(f32::NAN);
+                }
             }
         }
         Ok(())

@@ -180,7 +180,7 @@ unsafe impl Int8Kernel for Amx {
         asymmetric: bool,
         row: &[f32],
         out: &mut [u8],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
         self.0.width().quantize_u8(flavour, asymmetric, row, out)
     }
 

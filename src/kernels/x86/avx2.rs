@@ -87,7 +87,7 @@ unsafe impl Int8Kernel for Avx2 {
         asymmetric: bool,
         row: &[f32],
         out: &mut [i16],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
         self.0.quantize(flavour, asymmetric, row, out)
     }
 
@@ -149,7 +149,7 @@ unsafe impl Int8Kernel for Avx2Row {
         asymmetric: bool,
         row: &[f32],
         out: &mut [i16],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
         self.0.quantize(flavour, asymmetric, row, out)
     }
 

@@ -151,7 +151,7 @@ macro_rules! vnni512_kernel {
                 asymmetric: bool,
                 row: &[f32],
                 out: &mut [u8],
-            ) -> RowParams {
+            ) -> Option<RowParams> {
                 self.0.width().quantize_u8(flavour, asymmetric, row, out)
             }
 

@@ -186,7 +186,7 @@ macro_rules! vnni256_kernel {
                 asymmetric: bool,
                 row: &[f32],
                 out: &mut [u8],
-            ) -> RowParams {
+            ) -> Option<RowParams> {
                 self.0.width().quantize(flavour, asymmetric, row, out)
             }
 

@@ -30,19 +30,19 @@ impl V256 {
             .then_some(V256(()))
     }
 
-    /// Quantizes a finite row into `out` (element type i16, or u8 = `q + 128`), padding the
-    /// rest of `out` with `T::PAD`: vectorised [`RowPlan::one`] for rows whose plan allows it,
-    /// the definition element by element otherwise.
+    /// Quantizes a row into `out` (element type i16, or u8 = `q + 128`), padding the rest of
+    /// `out` with `T::PAD`: vectorised [`RowPlan::one`] for rows whose plan allows it, the
+    /// definition element by element otherwise; `None` for a row with a NaN or an infinity.
     pub(crate) fn quantize<T: Store8>(
         self,
         flavour: Flavour,
         asymmetric: bool,
         row: &[f32],
         out: &mut [T],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
         assert!(out.len() >= row.len());
         // SAFETY: AVX2 and FMA are available (`self`).
-        let (mn, mx) = unsafe { min_max(row) };
+        let (mn, mx) = unsafe { min_max(row) }?;
         let p = plan(flavour, asymmetric, row.len(), mn, mx);
         // Rows whose multiplier overflows (tiny ranges) or where XNNPACK's DAZ could matter
         // take the definition element by element: their conversions of infinities and NaN
@@ -54,7 +54,7 @@ impl V256 {
             out[i] = T::from_q(p.one(i, row[i]));
         }
         out[row.len()..].fill(T::PAD);
-        p.params
+        Some(p.params)
     }
 }
 
@@ -122,11 +122,16 @@ impl Store8 for u8 {
 }
 
 /// `(min(0, min row), max(0, max row))`, vectorised (order-free for finite values), with four
-/// independent min / max chains so that the loop is not bound by their latency.
+/// independent min / max chains so that the loop is not bound by their latency; `None` if the
+/// row holds a NaN or an infinity. The check is one fused multiply-add per vector on the same
+/// pass: `bad + v * 0` is ±0 while every `v` is finite, and NaN (which stays) from the first
+/// NaN or infinity on.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn min_max(row: &[f32]) -> (f32, f32) {
-    let mut lo = [_mm256_setzero_ps(); 4];
-    let mut hi = [_mm256_setzero_ps(); 4];
+unsafe fn min_max(row: &[f32]) -> Option<(f32, f32)> {
+    let zero = _mm256_setzero_ps();
+    let mut lo = [zero; 4];
+    let mut hi = [zero; 4];
+    let mut bad = [zero; 4];
     let mut blocks = row.chunks_exact(32);
     for c in &mut blocks {
         for j in 0..4 {
@@ -134,6 +139,7 @@ unsafe fn min_max(row: &[f32]) -> (f32, f32) {
             let v = unsafe { _mm256_loadu_ps(c.as_ptr().add(8 * j)) };
             lo[j] = _mm256_min_ps(lo[j], v);
             hi[j] = _mm256_max_ps(hi[j], v);
+            bad[j] = _mm256_fmadd_ps(v, zero, bad[j]);
         }
     }
     let mut chunks = blocks.remainder().chunks_exact(8);
@@ -142,6 +148,13 @@ unsafe fn min_max(row: &[f32]) -> (f32, f32) {
         let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
         lo[0] = _mm256_min_ps(lo[0], v);
         hi[0] = _mm256_max_ps(hi[0], v);
+        bad[0] = _mm256_fmadd_ps(v, zero, bad[0]);
+    }
+    let bad = _mm256_add_ps(_mm256_add_ps(bad[0], bad[1]), _mm256_add_ps(bad[2], bad[3]));
+    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(bad, zero)) != 0xff
+        || !chunks.remainder().iter().all(|x| x.is_finite())
+    {
+        return None;
     }
     let lo = _mm256_min_ps(_mm256_min_ps(lo[0], lo[1]), _mm256_min_ps(lo[2], lo[3]));
     let hi = _mm256_max_ps(_mm256_max_ps(hi[0], hi[1]), _mm256_max_ps(hi[2], hi[3]));
@@ -161,7 +174,7 @@ unsafe fn min_max(row: &[f32]) -> (f32, f32) {
         a = a.min(x);
         b = b.max(x);
     }
-    (a, b)
+    Some((a, b))
 }
 
 /// TFLite x86 vector rounding: `trunc(f32(y + (y < 0 ? -0.5 : 0.5)))`, then `+ zp`.

@@ -33,21 +33,22 @@ impl V512 {
         .then_some(V512(v256))
     }
 
-    /// Quantizes a finite row into `out` as u8 (`q + 128`), padding the rest of `out` with
+    /// Quantizes a row into `out` as u8 (`q + 128`), padding the rest of `out` with
     /// `u8::PAD`: the 256-bit quantizer ([`V256::quantize`]) on 16 lanes, bit for bit, since
     /// every step is per lane: the same vector part (the first `K - K % 8` values, the last
     /// 8 of them in a masked chunk where K % 16 >= 8), the same rounding per plan, the
-    /// definition element by element for the rest and for rows whose plan is not vector-safe.
+    /// definition element by element for the rest and for rows whose plan is not vector-safe;
+    /// `None` for a row with a NaN or an infinity.
     pub(crate) fn quantize_u8(
         self,
         flavour: Flavour,
         asymmetric: bool,
         row: &[f32],
         out: &mut [u8],
-    ) -> RowParams {
+    ) -> Option<RowParams> {
         assert!(out.len() >= row.len());
         // SAFETY: AVX-512 F (`self`).
-        let (mn, mx) = unsafe { min_max(row) };
+        let (mn, mx) = unsafe { min_max(row) }?;
         let p = plan(flavour, asymmetric, row.len(), mn, mx);
         let vector = if p.vector_safe { row.len() / 8 * 8 } else { 0 };
         // SAFETY: AVX-512 F/BW (`self`); vector <= row.len() <= out.len().
@@ -56,19 +57,22 @@ impl V512 {
             out[i] = u8::from_q(p.one(i, row[i]));
         }
         out[row.len()..].fill(u8::PAD);
-        p.params
+        Some(p.params)
     }
 }
 
 /// `(min(0, min row), max(0, max row))` on 16 lanes with four independent min / max chains
-/// (order-free for the finite rows the quantizer takes).
+/// (order-free for finite rows), or `None` if the row holds a NaN or an infinity: the 256-bit
+/// `min_max`'s check (`bad + v * 0` stays ±0 only while every `v` is finite).
 ///
 /// # Safety
 /// AVX-512 F.
 #[target_feature(enable = "avx512f")]
-unsafe fn min_max(row: &[f32]) -> (f32, f32) {
-    let mut lo = [_mm512_setzero_ps(); 4];
-    let mut hi = [_mm512_setzero_ps(); 4];
+unsafe fn min_max(row: &[f32]) -> Option<(f32, f32)> {
+    let zero = _mm512_setzero_ps();
+    let mut lo = [zero; 4];
+    let mut hi = [zero; 4];
+    let mut bad = [zero; 4];
     let mut blocks = row.chunks_exact(64);
     for c in &mut blocks {
         for j in 0..4 {
@@ -76,19 +80,25 @@ unsafe fn min_max(row: &[f32]) -> (f32, f32) {
             let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * j)) };
             lo[j] = _mm512_min_ps(lo[j], v);
             hi[j] = _mm512_max_ps(hi[j], v);
+            bad[j] = _mm512_fmadd_ps(v, zero, bad[j]);
         }
     }
     for c in blocks.remainder().chunks(16) {
         let mask = ((1u32 << c.len()) - 1) as __mmask16;
         // SAFETY: the masked load reads only the `c.len()` values of `c` (masked-off lanes are
-        // zero, which the min and max with zero already include).
+        // zero, which the min and max with zero already include, and finite).
         let v = unsafe { _mm512_maskz_loadu_ps(mask, c.as_ptr()) };
         lo[0] = _mm512_min_ps(lo[0], v);
         hi[0] = _mm512_max_ps(hi[0], v);
+        bad[0] = _mm512_fmadd_ps(v, zero, bad[0]);
+    }
+    let bad = _mm512_add_ps(_mm512_add_ps(bad[0], bad[1]), _mm512_add_ps(bad[2], bad[3]));
+    if _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(bad, zero) != u16::MAX {
+        return None;
     }
     let lo = _mm512_min_ps(_mm512_min_ps(lo[0], lo[1]), _mm512_min_ps(lo[2], lo[3]));
     let hi = _mm512_max_ps(_mm512_max_ps(hi[0], hi[1]), _mm512_max_ps(hi[2], hi[3]));
-    (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi))
+    Some((_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi)))
 }
 
 /// TFLite x86 vector rounding: `trunc(f32(y + (y < 0 ? -0.5 : 0.5)))`, then `+ zp`.
