@@ -84,6 +84,13 @@ impl<T> OutRegion<'_, T> {
         self.width
     }
 
+    /// The address of the region's first value and the distance between its rows: row `r`
+    /// holds the `width` values from `ptr + r * stride`, which the holder of `&mut self` may
+    /// write (and only those).
+    pub(crate) fn raw_parts(&mut self) -> (*mut T, usize) {
+        (self.ptr, self.stride)
+    }
+
     /// Row `r` of the region (`width` values).
     ///
     /// # Panics

@@ -69,6 +69,9 @@ impl InputElement for u8 {
 /// # Safety
 /// A value may only exist where the CPU supports the instructions its methods use.
 pub(crate) unsafe trait Width: Copy + Send + Sync + 'static {
+    /// The epilogues take tiles whose channels are a multiple of this (a kernel's
+    /// `CHANNELS` must be one: checked when the kernel's tiles are built).
+    const CHANNEL_MULTIPLE: usize;
     /// The hybrid epilogue of one tile (see [`crate::engine`]).
     fn hybrid(self, t: &mut crate::engine::hybrid::HybridTile<'_, '_>);
     /// The full-integer epilogue of one tile.
@@ -96,7 +99,8 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     const NAME: &'static str;
     /// Input rows of a tile.
     const ROWS: usize;
-    /// Output channels of a tile: a multiple of 16.
+    /// Output channels of a tile: a multiple of 16 and of its width's
+    /// [`Width::CHANNEL_MULTIPLE`].
     const CHANNELS: usize;
     /// K values per packed step.
     const K_STEP: usize;

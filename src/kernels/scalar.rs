@@ -26,6 +26,8 @@ pub(crate) struct Portable;
 
 // SAFETY: portable code only.
 unsafe impl Width for Portable {
+    const CHANNEL_MULTIPLE: usize = 1;
+
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
         t.portable();
     }

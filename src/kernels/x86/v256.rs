@@ -284,6 +284,8 @@ pub(crate) fn flush_subnormal_ps(v: __m256) -> __m256 {
 
 // SAFETY: a `V256` exists only where AVX2 and FMA were detected (`V256::new`).
 unsafe impl Width for V256 {
+    const CHANNEL_MULTIPLE: usize = 8;
+
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
         let ch = t.channels;
         assert!(
