@@ -508,7 +508,7 @@ fn threaded_splits_and_row_counts_match_reference() {
         (40, 1000, 600),
         (35, 700, 1000),
     ];
-    shapes.extend((1..=40).map(|b| (b, 96, 40)));
+    shapes.extend((1..=64).map(|b| (b, 96, 40)));
     for (b, k, n) in shapes {
         let c = ProductCase {
             b,
