@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use super::v512::V512;
 use crate::flavour::Flavour;
 use crate::gemm::pack::PANEL;
-use crate::kernels::contract::{Int8Kernel, Pull};
+use crate::kernels::contract::{Int8Kernel, Pull, PullRun};
 use crate::quantize::inputs::RowParams;
 
 /// Bytes of one K quad of one panel.
@@ -179,11 +179,50 @@ macro_rules! vnni512_kernel {
                 pull: Pull,
                 acc: &mut [i32],
             ) {
-                check_u8(
+                let one = PullRun {
+                    each: pull,
+                    tiles: 1,
+                };
+                let (tile_stride, tiles) = (0, 1);
+                self.dots_run(
                     x,
                     x_stride,
                     rows,
                     w,
+                    panel_stride,
+                    tile_stride,
+                    steps,
+                    tiles,
+                    one,
+                    acc,
+                    &mut |_, _| {},
+                )
+            }
+
+            /// The run's bounds are checked once, on its last tile (every earlier tile
+            /// lies below it), and the tiles follow each other with no call between.
+            fn dots_run(
+                self,
+                x: &[u8],
+                x_stride: usize,
+                rows: usize,
+                w: &[i8],
+                panel_stride: usize,
+                tile_stride: usize,
+                steps: usize,
+                tiles: usize,
+                pull: PullRun,
+                acc: &mut [i32],
+                finish: &mut impl FnMut(usize, &[i32]),
+            ) {
+                let Some(last) = tiles.checked_sub(1) else {
+                    return;
+                };
+                check_u8(
+                    x,
+                    x_stride,
+                    rows,
+                    &w[last * tile_stride..],
                     panel_stride,
                     steps,
                     acc,
@@ -193,17 +232,26 @@ macro_rules! vnni512_kernel {
                 // Rows past `rows` read the last row again (their dots are not used).
                 let xs: [*const u8; $rows] =
                     std::array::from_fn(|r| x[r.min(rows - 1) * x_stride..].as_ptr());
-                let ws: [*const i8; $panels] =
-                    std::array::from_fn(|p| w[p * panel_stride..].as_ptr());
-                // SAFETY: AVX-512 VNNI (`self.0`); every row has `4 * steps` bytes and every
-                // panel `steps * 64` (checked).
-                unsafe {
-                    if $rows == 1 {
-                        stream::<$panels>(xs[0], ws, steps, self.0.row_prefetch, acc)
+                for t in 0..tiles {
+                    let ws: [*const i8; $panels] = std::array::from_fn(|p| {
+                        w.as_ptr().wrapping_add(t * tile_stride + p * panel_stride)
+                    });
+                    let each = if self.0.pull && t < pull.tiles {
+                        pull.each
                     } else {
-                        let pull = if self.0.pull { pull } else { Pull::NONE };
-                        tile::<$rows, $panels>(xs, ws, steps, pull, acc)
+                        Pull::NONE
+                    };
+                    // SAFETY: AVX-512 VNNI (`self.0`); every row has `4 * steps` bytes, and
+                    // every panel of tile t <= last `steps * 64` (checked on the last tile,
+                    // whose panels lie furthest into `w`).
+                    unsafe {
+                        if $rows == 1 {
+                            stream::<$panels>(xs[0], ws, steps, self.0.row_prefetch, acc)
+                        } else {
+                            tile::<$rows, $panels>(xs, ws, steps, each, acc)
+                        }
                     }
+                    finish(t, acc);
                 }
             }
 
@@ -221,8 +269,20 @@ macro_rules! vnni512_kernel {
     };
 }
 
+// 12 rows, not 8: each weight line then serves 12 rows, and an L2-resident run of tiles
+// (what the driver's channel groups give) loses less to the L2 -> L1 stream. On the Intel
+// Xeon family 6 model 207, one core, four tiles of K = 1024 in turn from L2: 12 x 32 at 99.3%
+// of the measured peak, 8 x 32 at 94.7-96.5%. 24 accumulators, two weight vectors and the
+// broadcast use 27 of the 32 registers.
 vnni512_kernel!(
     Avx512Vnni,
+    12,
+    2,
+    Avx512Vnni8,
+    "AVX-512 VNNI, 12 rows x 32 channels (24 chains)."
+);
+vnni512_kernel!(
+    Avx512Vnni8,
     8,
     2,
     Avx512Vnni4,
