@@ -57,8 +57,9 @@ pub(crate) trait IntegerProduct: Send + Sync {
         scratch: &mut Scratch,
         threads: usize,
     );
-    /// [`TensorQuant::quantize`] of every input value, in the kernel's vector width.
-    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]);
+    /// [`TensorQuant::quantize`] of every input value, in the kernel's vector width; returns
+    /// whether every value was finite.
+    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool;
     /// [`TensorQuant::dequantize`] of every output code, in the kernel's vector width.
     fn dequantize_output(&self, q: TensorQuant, x: &[i8], out: &mut [f32]);
 }
@@ -141,8 +142,8 @@ impl<K: Int8Kernel> IntegerProduct for IntegerEngine<K> {
         self.id
     }
 
-    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
-        self.kernel.width().quantize_int8(q, x, out);
+    fn quantize_input(&self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool {
+        self.kernel.width().quantize_int8(q, x, out)
     }
 
     fn dequantize_output(&self, q: TensorQuant, x: &[i8], out: &mut [f32]) {

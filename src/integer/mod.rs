@@ -662,18 +662,27 @@ impl Linear for IntegerLinear {
     ) -> Result<()> {
         const OP: &str = "IntegerLinear::forward_rows";
         check_rows(OP, x.len(), rows, self.k, out.len(), self.n)?;
-        check_finite(OP, "input", x)?;
         let (mut xq, mut yq) = (
             std::mem::take(&mut scratch.int8_in),
             std::mem::take(&mut scratch.int8_out),
         );
         crate::layer::scratch::grow(&mut xq, x.len(), 0);
         crate::layer::scratch::grow(&mut yq, out.len(), 0);
-        self.engine()
+        // The quantizer finds NaN and infinities on its pass; the error names the first.
+        let finite = self
+            .engine()
             .quantize_input(self.input, x, &mut xq[..x.len()]);
-        let result = self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch);
-        self.engine()
-            .dequantize_output(self.output, &yq[..out.len()], out);
+        let checked = if finite {
+            Ok(())
+        } else {
+            check_finite(OP, "input", x)
+        };
+        let result = checked.and_then(|()| {
+            self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch)?;
+            self.engine()
+                .dequantize_output(self.output, &yq[..out.len()], out);
+            Ok(())
+        });
         scratch.int8_in = xq;
         scratch.int8_out = yq;
         result

@@ -76,8 +76,10 @@ pub(crate) unsafe trait Width: Copy + Send + Sync + 'static {
     fn hybrid(self, t: &mut crate::engine::hybrid::HybridTile<'_, '_>);
     /// The full-integer epilogue of one tile.
     fn integer(self, t: &mut crate::engine::integer::IntegerTile<'_, '_>);
-    /// [`TensorQuant::quantize`] of every value of `x` (finite) into `out` (as long).
-    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]);
+    /// [`TensorQuant::quantize`] of every value of `x` into `out` (as long); returns whether
+    /// every value was finite, found on the same pass (the full-integer layer refuses the
+    /// input otherwise).
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool;
     /// [`TensorQuant::dequantize`] of every value of `x` into `out` (as long).
     fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]);
 }

@@ -34,10 +34,13 @@ unsafe impl Width for Portable {
     fn integer(self, t: &mut IntegerTile<'_, '_>) {
         t.portable();
     }
-    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool {
+        let mut finite = true;
         for (o, &v) in out.iter_mut().zip(x) {
             *o = q.quantize(v);
+            finite &= v.is_finite();
         }
+        finite
     }
     fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
         for (o, &v) in out.iter_mut().zip(x) {

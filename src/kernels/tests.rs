@@ -654,14 +654,14 @@ struct TensorCodes<'a> {
 }
 
 impl KernelVisitor for TensorCodes<'_> {
-    type Out = (Vec<i8>, Vec<u32>);
+    type Out = (Vec<i8>, Vec<u32>, bool);
     fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Self::Out {
         use super::contract::Width;
         let mut q = vec![0i8; self.x.len()];
-        k.width().quantize_int8(self.q, self.x, &mut q);
+        let finite = k.width().quantize_int8(self.q, self.x, &mut q);
         let mut d = vec![0f32; self.codes.len()];
         k.width().dequantize_int8(self.q, self.codes, &mut d);
-        (q, d.iter().map(|v| v.to_bits()).collect())
+        (q, d.iter().map(|v| v.to_bits()).collect(), finite)
     }
 }
 
@@ -669,7 +669,8 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(500)))]
 
     /// Every width's int8 tensor quantization equals `TensorQuant`'s, over the whole f32
-    /// range of inputs and scales (infinities, NaN and out-of-range zero points included).
+    /// range of inputs and scales (infinities, NaN and out-of-range zero points included),
+    /// and says whether every input was finite.
     #[test]
     fn tensor_quantization_matches_reference(
         x in prop_oneof![3 => extreme::extreme_row(45), 1 => proptest::collection::vec(any::<u32>().prop_map(f32::from_bits), 45)],
@@ -680,12 +681,14 @@ proptest! {
         let q = crate::integer::TensorQuant { scale, zero_point: zp };
         let want_q: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
         let want_d: Vec<u32> = codes.iter().map(|&c| q.dequantize(c).to_bits()).collect();
+        let finite = x.iter().all(|v| v.is_finite());
         for kernel in Kernel::available() {
-            let (got_q, got_d) = kernel
+            let (got_q, got_d, got_finite) = kernel
                 .visit(TensorCodes { q, x: &x, codes: &codes })
                 .expect("available");
             prop_assert_eq!(&got_q, &want_q, "{} quantize", kernel);
             prop_assert_eq!(&got_d, &want_d, "{} dequantize", kernel);
+            prop_assert_eq!(got_finite, finite, "{} finite", kernel);
         }
     }
 }
@@ -704,7 +707,7 @@ fn ulps_from(v: f32, n: i32) -> f32 {
 fn assert_every_width_quantizes_as_reference(q: crate::integer::TensorQuant, x: &[f32], at: &str) {
     let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
     for kernel in Kernel::available() {
-        let (got, _) = kernel
+        let (got, _, _) = kernel
             .visit(TensorCodes { q, x, codes: &[] })
             .expect("available");
         // Not assert_eq: a failure over 2^22 values should not print them all.

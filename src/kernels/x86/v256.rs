@@ -303,7 +303,7 @@ unsafe impl Width for V256 {
         self.integer_tile(t);
     }
 
-    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool {
         let len = x.len().min(out.len());
         // The vector code assumes an int8 zero point (what `TensorQuant::new` checks; the
         // fields are public, so other values take the definition).
@@ -313,10 +313,12 @@ unsafe impl Width for V256 {
             0
         };
         // SAFETY: AVX2 (`self`); 8 * vectors <= len, within both slices.
-        unsafe { quantize_int8_chunks(q, x, out, vectors) };
+        let mut finite = unsafe { quantize_int8_chunks(q, x, out, vectors) };
         for i in 8 * vectors..len {
             out[i] = q.quantize(x[i]);
+            finite &= x[i].is_finite();
         }
+        finite
     }
 
     fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
@@ -339,22 +341,27 @@ unsafe impl Width for V256 {
 /// int8 zero point every value beyond clamps to the same code), `+ Z`, clamped to int8.
 ///
 /// The quotient's rounded integer is taken from `x * (1 / S)` where that is provably the
-/// division's, and from the division elsewhere (see [`quotient_ps`]).
+/// division's, and from the division elsewhere (see [`quotient_ps`]). Returns whether every
+/// value was finite.
 ///
 /// # Safety
 /// AVX2; `8 * vectors` values in `x` and `out`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) {
+unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) -> bool {
     debug_assert!(8 * vectors <= x.len() && 8 * vectors <= out.len());
     let s = _mm256_set1_ps(q.scale);
     let recip = Reciprocal::of(q.scale);
     let zp = _mm256_set1_epi32(q.zero_point);
     let (bound, nbound) = (_mm256_set1_ps(256.0), _mm256_set1_ps(-256.0));
     let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+    // `bad + x * 0` stays ±0 while every x is finite (as `min_max`'s check).
+    let mut bad = _mm256_setzero_ps();
     for c in 0..vectors {
         // SAFETY: c < vectors: 8 values at 8c in both slices (the contract).
         unsafe {
-            let v = quotient_ps(_mm256_loadu_ps(x.as_ptr().add(8 * c)), s, recip);
+            let xv = _mm256_loadu_ps(x.as_ptr().add(8 * c));
+            bad = _mm256_fmadd_ps(xv, _mm256_setzero_ps(), bad);
+            let v = quotient_ps(xv, s, recip);
             let v = _mm256_andnot_ps(_mm256_cmp_ps::<_CMP_UNORD_Q>(v, v), v);
             let r = _mm256_min_ps(_mm256_max_ps(round_away_ps(v), nbound), bound);
             let y = _mm256_add_epi32(_mm256_cvttps_epi32(r), zp);
@@ -368,6 +375,7 @@ unsafe fn quantize_int8_chunks(q: TensorQuant, x: &[f32], out: &mut [i8], vector
             );
         }
     }
+    _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(bad, _mm256_setzero_ps())) == 0xff
 }
 
 /// The band around half-integers, relative to `|y|`, in which [`quotient_ps`] (and its

@@ -272,7 +272,7 @@ unsafe impl Width for V512 {
         }
     }
 
-    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) {
+    fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool {
         let len = x.len().min(out.len());
         // As the 256-bit width: the vector code assumes an int8 zero point.
         let vectors = if (-128..=127).contains(&q.zero_point) {
@@ -281,9 +281,9 @@ unsafe impl Width for V512 {
             0
         };
         // SAFETY: AVX-512 F/BW (`self`); 16 * vectors <= len, within both slices.
-        unsafe { quantize_int8_512(q, x, out, vectors) };
+        let finite = unsafe { quantize_int8_512(q, x, out, vectors) };
         let done = 16 * vectors;
-        self.0.quantize_int8(q, &x[done..len], &mut out[done..len]);
+        self.0.quantize_int8(q, &x[done..len], &mut out[done..len]) && finite
     }
 
     fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
@@ -307,20 +307,27 @@ unsafe impl Width for V512 {
 /// - the clamp to int8 by saturation: two packs in the four-vector loop, `vpmovsdb` for the
 ///   vectors left over.
 ///
+/// Returns whether every value was finite (`bad + x * 0` stays ±0 while they are, as in
+/// `min_max`).
+///
 /// # Safety
 /// AVX-512 F/BW; `16 * vectors` values in `x` and `out`.
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) {
+unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: usize) -> bool {
     assert!(16 * vectors <= x.len() && 16 * vectors <= out.len());
     let s = _mm512_set1_ps(q.scale);
     let recip = Reciprocal::of(q.scale);
     let zp = _mm512_set1_epi32(q.zero_point);
     let (bound, nbound) = (_mm512_set1_ps(256.0), _mm512_set1_ps(-256.0));
     let (half, sign) = (_mm512_set1_ps(0.5), _mm512_set1_epi32(i32::MIN));
+    let zero = _mm512_setzero_ps();
+    let mut bad = zero;
     // The code of every lane of x[16c..16c + 16], + Z, in i32.
-    let codes = |c: usize| {
+    let mut codes = |c: usize| {
         // SAFETY: c < vectors: 16 values at 16c (asserted).
-        let v = quotient512(unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * c)) }, s, recip);
+        let xv = unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * c)) };
+        bad = _mm512_fmadd_ps(xv, zero, bad);
+        let v = quotient512(xv, s, recip);
         // False for NaN and |v| < 0.5: those lanes convert to 0.
         let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(v), half);
         let v = _mm512_min_ps(_mm512_max_ps(v, nbound), bound);
@@ -348,6 +355,7 @@ unsafe fn quantize_int8_512(q: TensorQuant, x: &[f32], out: &mut [i8], vectors: 
         unsafe { _mm_storeu_si128(out.as_mut_ptr().add(16 * c).cast(), b) };
         c += 1;
     }
+    _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(bad, zero) == u16::MAX
 }
 
 /// Four vectors of 16 i32 narrowed to 64 i8 in order, each value saturated to int8: two
