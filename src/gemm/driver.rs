@@ -10,8 +10,10 @@
 //! Rows: full tiles of the kernel's `ROWS`; the rows left over go to a tile of the kernel
 //! itself when there are more of them than its `Small` kernel's tile holds (the tile reads its
 //! last row again for the missing ones, and only real rows are written), otherwise to `Small`,
-//! recursively (`8 -> 4 -> 1` rows for the AVX-512 VNNI kernel: a 6-row call runs one 8-row
-//! tile, a 3-row call one 4-row tile, a single row the one-row kernel).
+//! recursively (`12 -> 8 -> 4 -> 1` rows for the AVX-512 VNNI kernel: a 10-row call runs one
+//! 12-row tile, a 6-row call one 8-row tile, a 3-row call one 4-row tile, a single row the
+//! one-row kernel; [`split`] says when `Small` takes one of the kernel's tiles too). Every row
+//! block of the chain passes over a channel group before the next group starts.
 
 use std::cell::RefCell;
 

@@ -89,8 +89,8 @@ registry! {
     #[cfg(target_arch = "x86_64")]
     Amx => super::x86::amx::Amx, experimental: false;
     /// x86-64 AVX-512 VNNI (`avx512vnni`): `vpdpbusd` on inputs offset by +128 (u8) against
-    /// signed weights, corrected by `128 * row_sum`; 8 x 32 register tiles (16 accumulator
-    /// chains), then 4 x 32, then a one-row kernel with two weight streams.
+    /// signed weights, corrected by `128 * row_sum`; 12 x 32 register tiles (24 accumulator
+    /// chains), then 8 x 32 and 4 x 32, then a one-row kernel with two weight streams.
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni => super::x86::avx512vnni::Avx512Vnni, experimental: false;
     /// x86-64 AVX-VNNI (`avxvnni`): the 256-bit VEX `vpdpbusd` with the +128 scheme of
