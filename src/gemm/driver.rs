@@ -261,7 +261,10 @@ fn block_count<K: Int8Kernel>(rows: usize) -> usize {
 /// / with: 64 x 1024 x 4096 843 / 797, 28 x 1024 x 4096 380 / 360, 28 x 4096 x 4096
 /// 1,577 / 1,501. With a single tile of `K`, 16 rows stay 12 + 4: the first row block
 /// streams the weights from L3, and a 12-row one does more work per byte streamed
-/// (16 x 4096 x 4096 936 / 988 as 2 x 8; 16 x 1024 x 4096 235 / 246).
+/// (16 x 4096 x 4096 936 / 988 as 2 x 8; 16 x 1024 x 4096 235 / 246). The `avxvnni` chain
+/// (6, 4, 1 rows) takes the same rule (14 rows as 6 + 2 x 4, 26 as 3 x 6 + 2 x 4): 14 x 1024 x
+/// 4096 462 / 442, 26 x 1024 x 4096 768 / 743, 26 x 4096 x 4096 3,020 / 2,947 (same machine,
+/// `HYBRIDQ_KERNEL=avxvnni`, four to six processes each).
 fn split<K: Int8Kernel>(rows: usize) -> (usize, usize) {
     let small = <K::Small as Int8Kernel>::ROWS;
     let full = rows / K::ROWS * K::ROWS;
