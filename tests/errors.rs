@@ -195,9 +195,10 @@ fn propagate_policy_gives_nan_rows_and_leaves_other_rows_alone() {
     }
 }
 
-/// Inputs large enough for the threaded finite check (2^18 values and more, 2 threads): the
-/// error names the first non-finite value in row-major order, and with `Propagate` exactly the
-/// bad rows are NaN and the others equal a one-thread run bit for bit.
+/// Inputs large enough for the threaded quantization pass, which finds the non-finite values
+/// (2^18 values and more, 2 threads): the error names the first non-finite value in row-major
+/// order, and with `Propagate` exactly the bad rows are NaN and the others equal a one-thread
+/// run bit for bit.
 #[test]
 fn threaded_finite_check_finds_the_first_bad_value() {
     let (rows, k, n) = (300, 1024, 8);
