@@ -284,12 +284,13 @@ pub(crate) fn flush_subnormal_ps(v: __m256) -> __m256 {
 
 // SAFETY: a `V256` exists only where AVX2 and FMA were detected (`V256::new`).
 unsafe impl Width for V256 {
-    const CHANNEL_MULTIPLE: usize = 8;
+    /// [`rows256`] works on two vectors at a time.
+    const CHANNEL_MULTIPLE: usize = 16;
 
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
         let ch = t.channels;
         assert!(
-            ch.is_multiple_of(8)
+            ch.is_multiple_of(Self::CHANNEL_MULTIPLE)
                 && t.row_sums.len() >= ch
                 && t.scales.len() >= ch
                 && t.init.len() >= ch
@@ -724,14 +725,8 @@ pub(crate) const XNNPACK_FUSED: u8 = 2;
 /// See [`TWO_ROUNDINGS`].
 pub(crate) const KLEIDI: u8 = 3;
 
-/// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting. The loop
-/// runs over the tile's 8-channel vectors, rows inside, so that each vector's constants
-/// (flushed scale and bias, `row_sum * offset`) are made once and stay in registers; the
-/// zero-point product `row_sum * zp` only for rows with a zero point: in wrapping i32,
-/// `acc - row_sum * (zp + offset) = acc - row_sum * offset - row_sum * zp`. (The 512-bit twin,
-/// `v512::rows512`, walks the rows by pointer and takes two vectors per row, which measured
-/// faster on the Intel Xeon model 207 with the `avx512vnni` tiles; this one was not changed,
-/// having no AVX2-only CPU to measure it on.)
+/// [`hybrid256`] for one epilogue kind (`KIND`), flush, clamp and ARM-NaN setting: the
+/// tile's rows with a zero point ([`rows256`] with `ZP`) or without.
 ///
 /// # Safety
 /// As [`hybrid256`].
@@ -740,78 +735,147 @@ pub(crate) const KLEIDI: u8 = 3;
 unsafe fn tile256<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const ARM: bool>(
     t: &mut HybridTile<'_, '_>,
 ) {
+    let rows = t.out.rows();
+    // SAFETY: as this function's.
+    unsafe {
+        if t.params[..rows].iter().any(|p| p.zero_point != 0) {
+            rows256::<KIND, FLUSH, CLAMP, ARM, true>(t)
+        } else {
+            rows256::<KIND, FLUSH, CLAMP, ARM, false>(t)
+        }
+    }
+}
+
+/// One 8-channel vector's constants in the epilogue.
+#[derive(Clone, Copy)]
+struct Channels256 {
+    /// Row sums.
+    rs: __m256i,
+    /// `-row_sum * offset` (wrapping).
+    minus_rs_off: __m256i,
+    /// Weight scales (flushed where the flavour flushes).
+    ws: __m256,
+    /// Bias or 0 (likewise).
+    bias: __m256,
+    /// The vector's lanes inside the region (0 to 8).
+    lanes: usize,
+}
+
+/// The 256-bit twin of `v512::rows512`, with the same order of work: the tile's channels two
+/// 8-channel vectors at a time, rows inside and both vectors in each row, the rows walked by
+/// pointer; `ZP` false for tiles without a zero point. Full vectors are stored directly, a
+/// partial one through an 8-value scratch (AVX2 has no cheap masked store).
+///
+/// # Safety
+/// As [`hybrid256`], and the tile's channels are a multiple of 16.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows256<
+    const KIND: u8,
+    const FLUSH: bool,
+    const CLAMP: bool,
+    const ARM: bool,
+    const ZP: bool,
+>(
+    t: &mut HybridTile<'_, '_>,
+) {
     let (ch, e) = (t.channels, t.spec);
-    let width = t.out.width();
-    let vectors = width.div_ceil(8).min(ch / 8);
-    let full = width / 8;
+    let (width, rows) = (t.out.width(), t.out.rows());
+    let (out, stride) = t.out.raw_parts();
+    let params = &t.params[..rows];
     let (lo, hi) = e.act.bounds();
     let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
     let propagate = e.nan == NanRule::Propagate;
     let offset = _mm256_set1_epi32(t.offset);
-    let rows = t.out.rows();
-    for h in 0..vectors {
-        // SAFETY: 8 * h + 8 <= ch, within the channel slices (asserted by the caller).
-        let (rs, mut ws, mut bias) = unsafe {
-            (
-                _mm256_loadu_si256(t.row_sums.as_ptr().add(8 * h).cast()),
-                _mm256_loadu_ps(t.scales.as_ptr().add(8 * h)),
-                _mm256_loadu_ps(t.init.as_ptr().add(8 * h)),
-            )
-        };
-        // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
-        if FLUSH {
-            ws = flush_subnormal_ps(ws);
-            bias = flush_subnormal_ps(bias);
+    let value = |a: __m256i, c: &Channels256, p: RowParams| {
+        let mut d = _mm256_add_epi32(a, c.minus_rs_off);
+        if ZP {
+            d = _mm256_sub_epi32(d, _mm256_mullo_epi32(c.rs, _mm256_set1_epi32(p.zero_point)));
         }
-        let rs_off = _mm256_mullo_epi32(rs, offset);
-        for r in 0..rows {
-            let p = t.params[r];
-            let (zp, sf) = (_mm256_set1_epi32(p.zero_point), _mm256_set1_ps(p.scale));
-            // SAFETY: 8 * h + 8 <= ch, within acc's row (asserted by the caller).
-            let a = unsafe { _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + 8 * h).cast()) };
-            let mut d = _mm256_sub_epi32(a, rs_off);
-            if p.zero_point != 0 {
-                d = _mm256_sub_epi32(d, _mm256_mullo_epi32(rs, zp));
+        let accf = _mm256_cvtepi32_ps(d);
+        let sf = _mm256_set1_ps(p.scale);
+        let (ws, bias) = (c.ws, c.bias);
+        // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
+        let mut v = match KIND {
+            TWO_ROUNDINGS => _mm256_add_ps(bias, _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws))),
+            FUSED => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws), bias),
+            XNNPACK_FUSED => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws, bias),
+            _ => {
+                let s = flush_subnormal_ps(_mm256_mul_ps(ws, sf));
+                _mm256_add_ps(_mm256_mul_ps(accf, s), bias)
             }
-            let accf = _mm256_cvtepi32_ps(d);
-            // The four operation orders of `EpilogueSpec::value`; no FMA except where named.
-            let mut v = match KIND {
-                TWO_ROUNDINGS => _mm256_add_ps(bias, _mm256_mul_ps(accf, _mm256_mul_ps(sf, ws))),
-                FUSED => _mm256_fmadd_ps(accf, _mm256_mul_ps(sf, ws), bias),
-                XNNPACK_FUSED => _mm256_fmadd_ps(_mm256_mul_ps(accf, sf), ws, bias),
-                _ => {
-                    let s = flush_subnormal_ps(_mm256_mul_ps(ws, sf));
-                    _mm256_add_ps(_mm256_mul_ps(accf, s), bias)
-                }
-            };
-            if FLUSH {
-                v = flush_subnormal_ps(v);
-            }
-            if CLAMP {
-                // std::max(lo, std::min(v, hi)): min_ps(hi, v) = hi < v ? hi : v keeps a NaN;
-                // max_ps(v, lo) = v > lo ? v : lo turns it into lo (x86 XNNPACK's order too).
-                let clamped = _mm256_max_ps(_mm256_min_ps(hi, v), lo);
-                v = if propagate {
-                    // ARM's fmax / fmin keep the NaN.
-                    _mm256_blendv_ps(clamped, v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
-                } else {
-                    clamped
-                };
-            }
-            if ARM {
-                let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
-                v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), nan);
-            }
-            let row = t.out.row(r);
-            if h < full {
-                // SAFETY: 8 * h + 8 <= width, the row's length.
-                unsafe { _mm256_storeu_ps(row.as_mut_ptr().add(8 * h), v) };
+        };
+        if FLUSH {
+            v = flush_subnormal_ps(v);
+        }
+        if CLAMP {
+            // std::max(lo, std::min(v, hi)): min_ps(hi, v) = hi < v ? hi : v keeps a NaN;
+            // max_ps(v, lo) = v > lo ? v : lo turns it into lo (x86 XNNPACK's order too).
+            let clamped = _mm256_max_ps(_mm256_min_ps(hi, v), lo);
+            v = if propagate {
+                // ARM's fmax / fmin keep the NaN.
+                _mm256_blendv_ps(clamped, v, _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v))
             } else {
-                let mut y = [0.0f32; 8];
-                // SAFETY: y holds 8 f32.
-                unsafe { _mm256_storeu_ps(y.as_mut_ptr(), v) };
-                row[8 * h..].copy_from_slice(&y[..width - 8 * h]);
+                clamped
+            };
+        }
+        if ARM {
+            let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+            v = _mm256_blendv_ps(v, _mm256_set1_ps(f32::NAN), nan);
+        }
+        v
+    };
+    for h in (0..width.div_ceil(8).min(ch / 8)).step_by(2) {
+        let c: [Channels256; 2] = std::array::from_fn(|i| {
+            let at = 8 * (h + i);
+            // SAFETY: at + 8 <= ch (h is even and ch a multiple of 16), within the channel
+            // slices (asserted by the caller).
+            let (rs, mut ws, mut bias) = unsafe {
+                (
+                    _mm256_loadu_si256(t.row_sums.as_ptr().add(at).cast()),
+                    _mm256_loadu_ps(t.scales.as_ptr().add(at)),
+                    _mm256_loadu_ps(t.init.as_ptr().add(at)),
+                )
+            };
+            // XNNPACK runs with denormals disabled: DAZ on the weight scales and the bias.
+            if FLUSH {
+                ws = flush_subnormal_ps(ws);
+                bias = flush_subnormal_ps(bias);
             }
+            Channels256 {
+                rs,
+                minus_rs_off: _mm256_sub_epi32(
+                    _mm256_setzero_si256(),
+                    _mm256_mullo_epi32(rs, offset),
+                ),
+                ws,
+                bias,
+                lanes: width.saturating_sub(at).min(8),
+            }
+        });
+        // SAFETY: the caller asserted `acc.len() >= rows * ch`; 8 * h + 16 <= ch.
+        let mut acc = unsafe { t.acc.as_ptr().add(8 * h) };
+        let mut dst = out.wrapping_add(8 * h);
+        for &p in params {
+            for (i, c) in c.iter().enumerate() {
+                // SAFETY: `acc` is at `r * ch + 8 * h` for this row r < rows: 16 values of it
+                // are the row's; `dst + 8 * i` is this row's value 8 * (h + i) of the region,
+                // which the caller holds (`raw_parts`), and only its `c.lanes` values inside
+                // the region are written.
+                unsafe {
+                    let v = value(_mm256_loadu_si256(acc.add(8 * i).cast()), c, p);
+                    let at = dst.wrapping_add(8 * i);
+                    if c.lanes == 8 {
+                        _mm256_storeu_ps(at, v);
+                    } else if c.lanes > 0 {
+                        let mut y = [0.0f32; 8];
+                        _mm256_storeu_ps(y.as_mut_ptr(), v);
+                        std::ptr::copy_nonoverlapping(y.as_ptr(), at, c.lanes);
+                    }
+                }
+            }
+            acc = acc.wrapping_add(ch);
+            dst = dst.wrapping_add(stride);
         }
     }
 }
