@@ -272,6 +272,28 @@ pub(crate) struct HybridTile<'a, 'o> {
 }
 
 impl HybridTile<'_, '_> {
+    /// Asserts what a vector epilogue reads and writes: channels a multiple of
+    /// `channel_multiple` (the width's [`Width::CHANNEL_MULTIPLE`]), `channels` constants of
+    /// each kind, `channels` dots and one parameter set per output row.
+    pub(crate) fn assert_bounds(&self, channel_multiple: usize) {
+        let ch = self.channels;
+        assert!(
+            ch.is_multiple_of(channel_multiple)
+                && self.row_sums.len() >= ch
+                && self.scales.len() >= ch
+                && self.init.len() >= ch
+        );
+        assert!(self.acc.len() >= self.out.rows() * ch && self.params.len() >= self.out.rows());
+    }
+
+    /// Whether any of the tile's rows has a zero point (the vector epilogues skip the
+    /// `row_sum * zp` product for tiles without one).
+    pub(crate) fn any_zero_point(&self) -> bool {
+        self.params[..self.out.rows()]
+            .iter()
+            .any(|p| p.zero_point != 0)
+    }
+
     /// The definition: `spec.value(acc - row_sum * (zp + offset))`, the correction in
     /// wrapping i32 (exact, since the true value fits for `K <= I32_COMBINE_MAX_K`).
     pub(crate) fn portable(&mut self) {

@@ -207,11 +207,7 @@ pub(crate) unsafe trait Int8Kernel: Copy + Send + Sync + 'static {
     ) {
         for t in 0..tiles {
             let w = &w[t * tile_stride..];
-            let each = if t < pull.tiles {
-                pull.each
-            } else {
-                Pull::NONE
-            };
+            let each = pull.of_tile(t);
             self.dots_pulling(x, x_stride, rows, w, panel_stride, steps, each, acc);
             finish(t, acc);
         }
@@ -256,6 +252,15 @@ pub(crate) struct PullRun {
 }
 
 impl PullRun {
+    /// What tile `t` of the run pulls: `each` for the first `tiles`, nothing after.
+    pub(crate) fn of_tile(self, t: usize) -> Pull {
+        if t < self.tiles {
+            self.each
+        } else {
+            Pull::NONE
+        }
+    }
+
     /// No tile pulls.
     pub(crate) const NONE: PullRun = PullRun {
         each: Pull::NONE,

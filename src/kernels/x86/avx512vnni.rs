@@ -236,8 +236,8 @@ macro_rules! vnni512_kernel {
                     let ws: [*const i8; $panels] = std::array::from_fn(|p| {
                         w.as_ptr().wrapping_add(t * tile_stride + p * panel_stride)
                     });
-                    let each = if self.0.pull && t < pull.tiles {
-                        pull.each
+                    let each = if self.0.pull {
+                        pull.of_tile(t)
                     } else {
                         Pull::NONE
                     };

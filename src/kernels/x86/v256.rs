@@ -151,11 +151,7 @@ unsafe fn min_max(row: &[f32]) -> Option<(f32, f32)> {
         bad[0] = _mm256_fmadd_ps(v, zero, bad[0]);
     }
     let bad = _mm256_add_ps(_mm256_add_ps(bad[0], bad[1]), _mm256_add_ps(bad[2], bad[3]));
-    if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(bad, zero)) != 0xff
-        || !chunks.remainder().iter().all(|x| x.is_finite())
-    {
-        return None;
-    }
+    let mut finite = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(bad, zero)) == 0xff;
     let lo = _mm256_min_ps(_mm256_min_ps(lo[0], lo[1]), _mm256_min_ps(lo[2], lo[3]));
     let hi = _mm256_max_ps(_mm256_max_ps(hi[0], hi[1]), _mm256_max_ps(hi[2], hi[3]));
     let mut l = [0.0f32; 8];
@@ -173,8 +169,9 @@ unsafe fn min_max(row: &[f32]) -> Option<(f32, f32)> {
     for &x in chunks.remainder() {
         a = a.min(x);
         b = b.max(x);
+        finite &= x.is_finite();
     }
-    Some((a, b))
+    finite.then_some((a, b))
 }
 
 /// TFLite x86 vector rounding: `trunc(f32(y + (y < 0 ? -0.5 : 0.5)))`, then `+ zp`.
@@ -288,14 +285,7 @@ unsafe impl Width for V256 {
     const CHANNEL_MULTIPLE: usize = 16;
 
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
-        let ch = t.channels;
-        assert!(
-            ch.is_multiple_of(Self::CHANNEL_MULTIPLE)
-                && t.row_sums.len() >= ch
-                && t.scales.len() >= ch
-                && t.init.len() >= ch
-        );
-        assert!(t.acc.len() >= t.out.rows() * ch && t.params.len() >= t.out.rows());
+        t.assert_bounds(Self::CHANNEL_MULTIPLE);
         // SAFETY: AVX2 and FMA (`self`); the slices were checked above.
         unsafe { hybrid256(t) }
     }
@@ -735,10 +725,9 @@ pub(crate) const KLEIDI: u8 = 3;
 unsafe fn tile256<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const ARM: bool>(
     t: &mut HybridTile<'_, '_>,
 ) {
-    let rows = t.out.rows();
     // SAFETY: as this function's.
     unsafe {
-        if t.params[..rows].iter().any(|p| p.zero_point != 0) {
+        if t.any_zero_point() {
             rows256::<KIND, FLUSH, CLAMP, ARM, true>(t)
         } else {
             rows256::<KIND, FLUSH, CLAMP, ARM, false>(t)

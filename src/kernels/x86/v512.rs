@@ -244,14 +244,7 @@ unsafe impl Width for V512 {
     const CHANNEL_MULTIPLE: usize = 32;
 
     fn hybrid(self, t: &mut HybridTile<'_, '_>) {
-        let ch = t.channels;
-        assert!(
-            ch.is_multiple_of(Self::CHANNEL_MULTIPLE)
-                && t.row_sums.len() >= ch
-                && t.scales.len() >= ch
-                && t.init.len() >= ch
-        );
-        assert!(t.acc.len() >= t.out.rows() * ch && t.params.len() >= t.out.rows());
+        t.assert_bounds(Self::CHANNEL_MULTIPLE);
         // SAFETY: AVX-512 F (`self`); the slices were checked above.
         unsafe { hybrid512(t) }
     }
@@ -442,10 +435,9 @@ unsafe fn hybrid512(t: &mut HybridTile<'_, '_>) {
 unsafe fn tile512<const KIND: u8, const FLUSH: bool, const CLAMP: bool, const ARM: bool>(
     t: &mut HybridTile<'_, '_>,
 ) {
-    let rows = t.out.rows();
     // SAFETY: as this function's.
     unsafe {
-        if t.params[..rows].iter().any(|p| p.zero_point != 0) {
+        if t.any_zero_point() {
             rows512::<KIND, FLUSH, CLAMP, ARM, true>(t)
         } else {
             rows512::<KIND, FLUSH, CLAMP, ARM, false>(t)
