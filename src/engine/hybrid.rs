@@ -101,13 +101,6 @@ impl<K: Int8Kernel> HybridEngine<K> {
 /// and infinities) stays on the calling thread.
 const QUANTIZE_PARALLEL_VALUES: usize = 1 << 18;
 
-/// Rows per piece of a pass over `rows` input rows of `k` values on `threads` threads (pieces
-/// claimed in turn, as the driver's), or `None` when the pass stays on the calling thread.
-fn input_rows_per_piece(rows: usize, k: usize, threads: usize) -> Option<usize> {
-    (threads > 1 && rows > 1 && rows * k >= QUANTIZE_PARALLEL_VALUES)
-        .then(|| rows.div_ceil(threads * driver::CHUNKS_PER_TASK))
-}
-
 impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
     fn kernel(&self) -> Kernel {
         self.id
@@ -139,7 +132,8 @@ impl<K: Int8Kernel> HybridProduct for HybridEngine<K> {
                 (*p, *ok) = (RowParams::ZERO_ROW, false);
             }
         };
-        if let Some(per) = input_rows_per_piece(rows, k, threads) {
+        if let Some(per) = super::rows_per_piece(rows, rows * k, threads, QUANTIZE_PARALLEL_VALUES)
+        {
             crate::gemm::pool::for_each_chunk_triple(
                 q,
                 per * stride,

@@ -15,6 +15,19 @@ use crate::kernels::contract::Int8Kernel;
 use crate::kernels::{Kernel, KernelVisitor};
 use crate::quantize::weights::QuantizedWeights;
 
+/// Rows per piece of a pass over `rows` rows of `values` values in all on `threads` threads
+/// (pieces claimed in turn, as the driver's), or `None` when the pass stays on the calling
+/// thread: one thread, one row, or fewer than `min_values` values.
+pub(crate) fn rows_per_piece(
+    rows: usize,
+    values: usize,
+    threads: usize,
+    min_values: usize,
+) -> Option<usize> {
+    (threads > 1 && rows > 1 && values >= min_values)
+        .then(|| rows.div_ceil(threads * crate::gemm::driver::CHUNKS_PER_TASK))
+}
+
 /// The hybrid engine of `w` (and the bias) on `kernel`, or `None` where this CPU cannot run it.
 pub(crate) fn build_hybrid(
     kernel: Kernel,

@@ -671,7 +671,7 @@ impl Linear for IntegerLinear {
         // The quantizer finds NaN and infinities on its pass; the error names the first.
         let finite = self
             .engine()
-            .quantize_input(self.input, x, &mut xq[..x.len()]);
+            .quantize_input(self.input, x, rows, &mut xq, self.threads);
         let checked = if finite {
             Ok(())
         } else {
@@ -680,7 +680,7 @@ impl Linear for IntegerLinear {
         let result = checked.and_then(|()| {
             self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch)?;
             self.engine()
-                .dequantize_output(self.output, &yq[..out.len()], out);
+                .dequantize_output(self.output, &yq, rows, out, self.threads);
             Ok(())
         });
         scratch.int8_in = xq;
