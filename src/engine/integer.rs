@@ -2,6 +2,7 @@
 //! integer product, and TFLite's requantizing epilogue (numerics.md section 6).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::gemm::driver::{self, Rows, TileAt, TileSink};
@@ -69,22 +70,27 @@ pub(crate) trait IntegerProduct: Send + Sync {
         out: &mut [i8],
         threads: usize,
     ) -> bool;
-    /// [`TensorQuant::dequantize`] of every output code of `rows` rows, in the kernel's vector
-    /// width, split as [`IntegerProduct::quantize_input`].
-    fn dequantize_output(
+    /// [`IntegerProduct::run`] with every output code dequantized by `output`
+    /// ([`TensorQuant::dequantize`], whose zero point is the layer's output zero point) in the
+    /// epilogue, as it is made: the float API's outputs without a pass over the codes.
+    #[allow(clippy::too_many_arguments)]
+    fn run_dequantized(
         &self,
-        q: TensorQuant,
         x: &[i8],
         rows: usize,
+        rounding: Rounding,
+        output: TensorQuant,
         out: &mut [f32],
+        scratch: &mut Scratch,
         threads: usize,
     );
 }
 
-/// Values below which a pass of the float API (quantizing the inputs, dequantizing the
-/// outputs) stays on the calling thread: below it, handing the pieces to the pool costs more
+/// Values below which the float API's pass over the inputs (their quantization) stays on
+/// the calling thread: below it, handing the pieces to the pool costs more
 /// than it saves. On the Intel Xeon family 6 model 207, 2 threads, alternating processes,
-/// median us on one thread / split: 2 x 1024 x 1024 12.1 / 13.5, 4 x 1024 x 1024 16.0 / 16.7,
+/// median us on one thread / split (this pass and the outputs' dequantization, then a pass of
+/// its own): 2 x 1024 x 1024 12.1 / 13.5, 4 x 1024 x 1024 16.0 / 16.7,
 /// 8 x 1024 x 1024 and 16 x 1024 x 1024 even within the noise, 32 x 1024 x 1024 78.6 / 73.9
 /// (another run 108.6 / 101.3), 64 x 768 x 3072 457 / 418.
 const PASS_PARALLEL_VALUES: usize = 1 << 15;
@@ -190,32 +196,43 @@ impl<K: Int8Kernel> IntegerProduct for IntegerEngine<K> {
         finite.into_inner()
     }
 
-    fn dequantize_output(
-        &self,
-        q: TensorQuant,
-        x: &[i8],
-        rows: usize,
-        out: &mut [f32],
-        threads: usize,
-    ) {
-        let width = self.kernel.width();
-        let x = &x[..out.len()];
-        let Some(per) = super::rows_per_piece(rows, out.len(), threads, PASS_PARALLEL_VALUES)
-        else {
-            return width.dequantize_int8(q, x, out);
-        };
-        let piece = per * (out.len() / rows);
-        crate::gemm::pool::for_each_chunk(out, piece, threads, |i, out| {
-            width.dequantize_int8(q, &x[i * piece..][..out.len()], out);
-        });
-    }
-
     fn run(
         &self,
         x: &[i8],
         rows: usize,
         rounding: Rounding,
         out: &mut [i8],
+        scratch: &mut Scratch,
+        threads: usize,
+    ) {
+        self.run_into(x, rows, rounding, 0.0, out, scratch, threads);
+    }
+
+    fn run_dequantized(
+        &self,
+        x: &[i8],
+        rows: usize,
+        rounding: Rounding,
+        output: TensorQuant,
+        out: &mut [f32],
+        scratch: &mut Scratch,
+        threads: usize,
+    ) {
+        assert_eq!(output.zero_point, self.params.output_zero_point);
+        self.run_into(x, rows, rounding, output.scale, out, scratch, threads);
+    }
+}
+
+impl<K: Int8Kernel> IntegerEngine<K> {
+    /// The product into codes or (`O = f32`) reals of scale `scale`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_into<O: IntegerElement>(
+        &self,
+        x: &[i8],
+        rows: usize,
+        rounding: Rounding,
+        scale: f32,
+        out: &mut [O],
         scratch: &mut Scratch,
         threads: usize,
     ) {
@@ -234,6 +251,8 @@ impl<K: Int8Kernel> IntegerProduct for IntegerEngine<K> {
             consts: &self.consts,
             params: self.params,
             rounding,
+            scale,
+            out: PhantomData::<O>,
         };
         driver::run(
             self.kernel,
@@ -246,21 +265,42 @@ impl<K: Int8Kernel> IntegerProduct for IntegerEngine<K> {
     }
 }
 
-/// The requantizing epilogue as the driver's sink.
-struct IntegerSink<'a> {
+/// An output element of the full-integer epilogue: the int8 code, or the code dequantized.
+pub(crate) trait IntegerElement: Copy + Send + Sync + 'static {
+    /// The tile's outputs in `region` (`scale`: the dequantization's, for reals).
+    fn outputs<'a, 'o>(region: &'a mut OutRegion<'o, Self>, scale: f32) -> IntegerOut<'a, 'o>;
+}
+
+impl IntegerElement for i8 {
+    fn outputs<'a, 'o>(region: &'a mut OutRegion<'o, i8>, _: f32) -> IntegerOut<'a, 'o> {
+        IntegerOut::Codes(region)
+    }
+}
+
+impl IntegerElement for f32 {
+    fn outputs<'a, 'o>(region: &'a mut OutRegion<'o, f32>, scale: f32) -> IntegerOut<'a, 'o> {
+        IntegerOut::Reals(region, scale)
+    }
+}
+
+/// The requantizing epilogue as the driver's sink, into codes (`O = i8`) or reals (`O = f32`,
+/// each code dequantized with `scale` and the output zero point).
+struct IntegerSink<'a, O> {
     consts: &'a ChannelConsts,
     params: Scalars,
     rounding: Rounding,
+    scale: f32,
+    out: PhantomData<O>,
 }
 
-impl IntegerSink<'_> {
+impl<O: IntegerElement> IntegerSink<'_, O> {
     /// The tile of channels `[c0, c0 + channels)` over `acc`.
     fn tile<'a, 'o>(
         &'a self,
         acc: &'a [i32],
         channels: usize,
         c0: usize,
-        out: &'a mut OutRegion<'o, i8>,
+        out: &'a mut OutRegion<'o, O>,
     ) -> IntegerTile<'a, 'o> {
         let (c, s) = (self.consts, self.params);
         let range = c0..c0 + channels;
@@ -274,22 +314,49 @@ impl IntegerSink<'_> {
             rounding: self.rounding,
             act_min: s.act_min,
             act_max: s.act_max,
-            out,
+            out: O::outputs(out, self.scale),
         }
     }
 }
 
-impl TileSink for IntegerSink<'_> {
-    type Out = i8;
+impl<O: IntegerElement> TileSink for IntegerSink<'_, O> {
+    type Out = O;
 
-    fn finish<W: Width>(&self, width: W, acc: &[i32], at: TileAt, out: &mut OutRegion<'_, i8>) {
+    fn finish<W: Width>(&self, width: W, acc: &[i32], at: TileAt, out: &mut OutRegion<'_, O>) {
         width.integer(&mut self.tile(acc, at.channels, at.c0, out));
     }
 
-    fn finish_long(&self, acc: &[i64], at: TileAt, out: &mut OutRegion<'_, i8>) {
+    fn finish_long(&self, acc: &[i64], at: TileAt, out: &mut OutRegion<'_, O>) {
         // TFLite's i32 accumulator wraps: the exact i64 dot, truncated, is what it holds.
         let wrapped: Vec<i32> = acc.iter().map(|&v| v as i32).collect();
         self.tile(&wrapped, at.channels, at.c0, out).portable();
+    }
+}
+
+/// Where a tile's outputs go.
+pub(crate) enum IntegerOut<'a, 'o> {
+    /// The int8 codes.
+    Codes(&'a mut OutRegion<'o, i8>),
+    /// Each code dequantized: `scale * (code - output_zero_point)` in f32, the operations of
+    /// [`TensorQuant::dequantize`].
+    Reals(&'a mut OutRegion<'o, f32>, f32),
+}
+
+impl IntegerOut<'_, '_> {
+    /// Rows of the region.
+    pub(crate) fn rows(&self) -> usize {
+        match self {
+            IntegerOut::Codes(o) => o.rows(),
+            IntegerOut::Reals(o, _) => o.rows(),
+        }
+    }
+
+    /// Columns of the region.
+    pub(crate) fn width(&self) -> usize {
+        match self {
+            IntegerOut::Codes(o) => o.width(),
+            IntegerOut::Reals(o, _) => o.width(),
+        }
     }
 }
 
@@ -314,23 +381,40 @@ pub(crate) struct IntegerTile<'a, 'o> {
     /// Upper end.
     pub(crate) act_max: i32,
     /// The outputs.
-    pub(crate) out: &'a mut OutRegion<'o, i8>,
+    pub(crate) out: IntegerOut<'a, 'o>,
 }
 
 impl IntegerTile<'_, '_> {
     /// The definition: `acc - zp * row_sum + bias` in wrapping i32 (`acc + fold`), the
-    /// fixed-point multiply, `+ Z_y` (saturating), the clamp.
+    /// fixed-point multiply, `+ Z_y` (saturating), the clamp; for reals, the code
+    /// dequantized.
     pub(crate) fn portable(&mut self) {
+        let (fold, m0, shift) = (self.fold, self.m0, self.shift);
+        let (zy, rounding) = (self.output_zero_point, self.rounding);
+        let (lo, hi) = (self.act_min, self.act_max);
         for r in 0..self.out.rows() {
             let acc = &self.acc[r * self.channels..];
-            let (fold, m0, shift) = (self.fold, self.m0, self.shift);
-            let (zy, rounding) = (self.output_zero_point, self.rounding);
-            let (lo, hi) = (self.act_min, self.act_max);
-            for (c, o) in self.out.row(r).iter_mut().enumerate() {
+            let code = |c: usize| {
                 let a = acc[c].wrapping_add(fold[c]);
                 let y = multiply_by_quantized_multiplier(a, m0[c], shift[c], rounding)
                     .saturating_add(zy);
-                *o = y.clamp(lo, hi) as i8;
+                y.clamp(lo, hi) as i8
+            };
+            match &mut self.out {
+                IntegerOut::Codes(o) => {
+                    for (c, o) in o.row(r).iter_mut().enumerate() {
+                        *o = code(c);
+                    }
+                }
+                IntegerOut::Reals(o, scale) => {
+                    let q = TensorQuant {
+                        scale: *scale,
+                        zero_point: zy,
+                    };
+                    for (c, o) in o.row(r).iter_mut().enumerate() {
+                        *o = q.dequantize(code(c));
+                    }
+                }
             }
         }
     }

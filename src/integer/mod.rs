@@ -662,12 +662,8 @@ impl Linear for IntegerLinear {
     ) -> Result<()> {
         const OP: &str = "IntegerLinear::forward_rows";
         check_rows(OP, x.len(), rows, self.k, out.len(), self.n)?;
-        let (mut xq, mut yq) = (
-            std::mem::take(&mut scratch.int8_in),
-            std::mem::take(&mut scratch.int8_out),
-        );
+        let mut xq = std::mem::take(&mut scratch.int8_in);
         crate::layer::scratch::grow(&mut xq, x.len(), 0);
-        crate::layer::scratch::grow(&mut yq, out.len(), 0);
         // The quantizer finds NaN and infinities on its pass; the error names the first.
         let finite = self
             .engine()
@@ -677,14 +673,21 @@ impl Linear for IntegerLinear {
         } else {
             check_finite(OP, "input", x)
         };
-        let result = checked.and_then(|()| {
-            self.forward_q_rows_with(&xq[..x.len()], rows, &mut yq[..out.len()], scratch)?;
-            self.engine()
-                .dequantize_output(self.output, &yq, rows, out, self.threads);
-            Ok(())
+        let result = checked.map(|()| {
+            if rows > 0 {
+                // The epilogue dequantizes each code as it makes it.
+                self.engine().run_dequantized(
+                    &xq[..x.len()],
+                    rows,
+                    self.rounding,
+                    self.output,
+                    out,
+                    scratch,
+                    self.threads,
+                );
+            }
         });
         scratch.int8_in = xq;
-        scratch.int8_out = yq;
         result
     }
 }

@@ -80,8 +80,6 @@ pub(crate) unsafe trait Width: Copy + Send + Sync + 'static {
     /// every value was finite, found on the same pass (the full-integer layer refuses the
     /// input otherwise).
     fn quantize_int8(self, q: TensorQuant, x: &[f32], out: &mut [i8]) -> bool;
-    /// [`TensorQuant::dequantize`] of every value of `x` into `out` (as long).
-    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]);
 }
 
 /// An int8 x int8 -> i32 product kernel on packed weights ([`crate::gemm::pack`]).

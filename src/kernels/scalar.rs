@@ -42,11 +42,6 @@ unsafe impl Width for Portable {
         }
         finite
     }
-    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = q.dequantize(v);
-        }
-    }
 }
 
 // SAFETY: `new` always succeeds because the kernel is portable code; `dots` indexes its slices

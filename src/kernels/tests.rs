@@ -538,6 +538,8 @@ struct IntegerCase {
     b: usize,
     p: crate::engine::integer::IntegerParams,
     x: Vec<i8>,
+    /// The output scale of the float API (its epilogue dequantizes each code with it).
+    scale: f32,
 }
 
 fn integer_strategy(
@@ -569,8 +571,9 @@ fn integer_strategy(
             -128i32..=127,
             -128i32..=127,
             (-128i32..=127, -128i32..=127),
+            extreme::any_positive_scale(),
         )
-            .prop_map(move |(w, x, bias, m0, shift, zx, zy, (a, c))| {
+            .prop_map(move |(w, x, bias, m0, shift, zx, zy, (a, c), scale)| {
                 let row_sums = (0..n)
                     .map(|j| w[j * k..(j + 1) * k].iter().map(|&v| v as i32).sum())
                     .collect();
@@ -590,35 +593,48 @@ fn integer_strategy(
                         act_max: a.max(c),
                     },
                     x,
+                    scale,
                 }
             })
     })
 }
 
-/// Every rounding: every kernel's full-integer product equals the scalar kernel's.
+/// Every rounding: every kernel's full-integer product equals the scalar kernel's, and its
+/// dequantizing epilogue gives `TensorQuant::dequantize` of those codes, bit for bit.
 fn check_integer(c: &IntegerCase, threads: usize) -> std::result::Result<(), TestCaseError> {
     use crate::toolkit::fixed_point::Rounding;
+    let output = crate::integer::TensorQuant {
+        scale: c.scale,
+        zero_point: c.p.output_zero_point,
+    };
     let run = |kernel: Kernel, rounding: Rounding, threads: usize| {
         let engine = crate::engine::build_integer(kernel, &c.p).expect("available");
-        let mut out = vec![0i8; c.b * c.p.n];
+        let mut codes = vec![0i8; c.b * c.p.n];
+        let mut reals = vec![0f32; c.b * c.p.n];
         let mut scratch = crate::layer::scratch::Scratch::new();
-        engine.run(&c.x, c.b, rounding, &mut out, &mut scratch, threads);
-        out
+        engine.run(&c.x, c.b, rounding, &mut codes, &mut scratch, threads);
+        engine.run_dequantized(
+            &c.x,
+            c.b,
+            rounding,
+            output,
+            &mut reals,
+            &mut scratch,
+            threads,
+        );
+        (codes, reals.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
     };
     for rounding in Rounding::ALL {
-        let want = run(Kernel::Scalar, rounding, 1);
+        let (want, _) = run(Kernel::Scalar, rounding, 1);
+        let want_reals: Vec<u32> = want
+            .iter()
+            .map(|&q| output.dequantize(q).to_bits())
+            .collect();
         for kernel in Kernel::available() {
-            let got = run(kernel, rounding, threads);
-            prop_assert_eq!(
-                &got,
-                &want,
-                "{} {:?} b{} k{} n{}",
-                kernel,
-                rounding,
-                c.b,
-                c.p.k,
-                c.p.n
-            );
+            let (got, got_reals) = run(kernel, rounding, threads);
+            let at = format!("{kernel} {rounding:?} b{} k{} n{}", c.b, c.p.k, c.p.n);
+            prop_assert_eq!(&got, &want, "{}", at);
+            prop_assert_eq!(&got_reals, &want_reals, "{} reals", at);
         }
     }
     Ok(())
@@ -646,22 +662,19 @@ proptest! {
     }
 }
 
-/// The full-integer layer's input quantization and output dequantization in a kernel's width.
+/// The full-integer layer's input quantization in a kernel's width.
 struct TensorCodes<'a> {
     q: crate::integer::TensorQuant,
     x: &'a [f32],
-    codes: &'a [i8],
 }
 
 impl KernelVisitor for TensorCodes<'_> {
-    type Out = (Vec<i8>, Vec<u32>, bool);
+    type Out = (Vec<i8>, bool);
     fn visit<K: Int8Kernel>(self, k: K, _id: Kernel) -> Self::Out {
         use super::contract::Width;
         let mut q = vec![0i8; self.x.len()];
         let finite = k.width().quantize_int8(self.q, self.x, &mut q);
-        let mut d = vec![0f32; self.codes.len()];
-        k.width().dequantize_int8(self.q, self.codes, &mut d);
-        (q, d.iter().map(|v| v.to_bits()).collect(), finite)
+        (q, finite)
     }
 }
 
@@ -674,20 +687,17 @@ proptest! {
     #[test]
     fn tensor_quantization_matches_reference(
         x in prop_oneof![3 => extreme::extreme_row(45), 1 => proptest::collection::vec(any::<u32>().prop_map(f32::from_bits), 45)],
-        codes in proptest::collection::vec(any::<i8>(), 45),
         scale in prop_oneof![4 => extreme::any_positive_scale(), 1 => Just(0.0f32), 1 => Just(f32::INFINITY)],
         zp in prop_oneof![4 => -128i32..=127, 1 => -1000i32..1000],
     ) {
         let q = crate::integer::TensorQuant { scale, zero_point: zp };
         let want_q: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
-        let want_d: Vec<u32> = codes.iter().map(|&c| q.dequantize(c).to_bits()).collect();
         let finite = x.iter().all(|v| v.is_finite());
         for kernel in Kernel::available() {
-            let (got_q, got_d, got_finite) = kernel
-                .visit(TensorCodes { q, x: &x, codes: &codes })
+            let (got_q, got_finite) = kernel
+                .visit(TensorCodes { q, x: &x })
                 .expect("available");
             prop_assert_eq!(&got_q, &want_q, "{} quantize", kernel);
-            prop_assert_eq!(&got_d, &want_d, "{} dequantize", kernel);
             prop_assert_eq!(got_finite, finite, "{} finite", kernel);
         }
     }
@@ -707,9 +717,7 @@ fn ulps_from(v: f32, n: i32) -> f32 {
 fn assert_every_width_quantizes_as_reference(q: crate::integer::TensorQuant, x: &[f32], at: &str) {
     let want: Vec<i8> = x.iter().map(|&v| q.quantize(v)).collect();
     for kernel in Kernel::available() {
-        let (got, _, _) = kernel
-            .visit(TensorCodes { q, x, codes: &[] })
-            .expect("available");
+        let (got, _) = kernel.visit(TensorCodes { q, x }).expect("available");
         // Not assert_eq: a failure over 2^22 values should not print them all.
         assert!(got == want, "{kernel} {at}");
     }

@@ -15,9 +15,8 @@ pub struct Scratch {
     pub(crate) output: Vec<f32>,
     /// The float layer's input rows interleaved per row block.
     pub(crate) interleaved: Vec<f32>,
-    /// The full-integer layer's quantized input and output (its float API).
+    /// The full-integer layer's quantized input (its float API).
     pub(crate) int8_in: Vec<i8>,
-    pub(crate) int8_out: Vec<i8>,
 }
 
 impl Scratch {

@@ -11,7 +11,7 @@
 use std::arch::x86_64::*;
 
 use crate::engine::hybrid::HybridTile;
-use crate::engine::integer::IntegerTile;
+use crate::engine::integer::{IntegerOut, IntegerTile};
 use crate::flavour::{EpilogueKind, Flavour, NanRule};
 use crate::integer::TensorQuant;
 use crate::kernels::contract::{InputElement, Width};
@@ -311,20 +311,6 @@ unsafe impl Width for V256 {
         }
         finite
     }
-
-    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
-        let len = x.len().min(out.len());
-        let vectors = if (-128..=127).contains(&q.zero_point) {
-            len / 8
-        } else {
-            0
-        };
-        // SAFETY: AVX2 (`self`); 8 * vectors <= len, within both slices.
-        unsafe { dequantize_int8_chunks(q, x, out, vectors) };
-        for i in 8 * vectors..len {
-            out[i] = q.dequantize(x[i]);
-        }
-    }
 }
 
 /// `TensorQuant::quantize` on `vectors` chunks of 8: `round_away(x / S)` (the same f32
@@ -441,26 +427,6 @@ fn quotient_ps(x: __m256, s: __m256, recip: Reciprocal) -> __m256 {
     }
 }
 
-/// `TensorQuant::dequantize` on `vectors` chunks of 8: `S * f32(q - Z)`.
-///
-/// # Safety
-/// AVX2; `8 * vectors` values in `x` and `out`.
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dequantize_int8_chunks(q: TensorQuant, x: &[i8], out: &mut [f32], vectors: usize) {
-    debug_assert!(8 * vectors <= x.len() && 8 * vectors <= out.len());
-    let s = _mm256_set1_ps(q.scale);
-    let zp = _mm256_set1_epi32(q.zero_point);
-    for c in 0..vectors {
-        // SAFETY: c < vectors: 8 values at 8c in both slices (the contract).
-        unsafe {
-            let b = _mm_loadl_epi64(x.as_ptr().add(8 * c).cast());
-            let d = _mm256_sub_epi32(_mm256_cvtepi8_epi32(b), zp);
-            let y = _mm256_mul_ps(s, _mm256_cvtepi32_ps(d));
-            _mm256_storeu_ps(out.as_mut_ptr().add(8 * c), y);
-        }
-    }
-}
-
 impl V256 {
     /// The full-integer epilogue of a tile, 8 channels per vector (also the 512-bit width's).
     pub(crate) fn integer_tile(self, t: &mut IntegerTile<'_, '_>) {
@@ -471,10 +437,13 @@ impl V256 {
         assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
         // SAFETY: AVX2 and FMA (`self`); the slices were checked above.
         unsafe {
-            match t.rounding {
-                Rounding::Gemmlowp => integer256::<GEMMLOWP>(t),
-                Rounding::Ruy => integer256::<RUY>(t),
-                Rounding::Single => integer256::<SINGLE>(t),
+            match (t.rounding, matches!(t.out, IntegerOut::Reals(..))) {
+                (Rounding::Gemmlowp, false) => integer256::<GEMMLOWP, false>(t),
+                (Rounding::Ruy, false) => integer256::<RUY, false>(t),
+                (Rounding::Single, false) => integer256::<SINGLE, false>(t),
+                (Rounding::Gemmlowp, true) => integer256::<GEMMLOWP, true>(t),
+                (Rounding::Ruy, true) => integer256::<RUY, true>(t),
+                (Rounding::Single, true) => integer256::<SINGLE, true>(t),
             }
         }
     }
@@ -537,7 +506,7 @@ const MAX_VECTORS: usize = 8;
 /// # Safety
 /// AVX2; the tile's slices hold what [`V256::integer_tile`] asserted.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn integer256<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
+unsafe fn integer256<const ROUNDING: u8, const REALS: bool>(t: &mut IntegerTile<'_, '_>) {
     let ch = t.channels;
     let width = t.out.width();
     let vectors = width.div_ceil(8).min(ch / 8);
@@ -623,7 +592,12 @@ unsafe fn integer256<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
     }
     let half = _mm256_set1_epi64x(1 << 30);
     for r in 0..t.out.rows() {
-        let row = t.out.row(r);
+        // The row's codes, or its reals and their scale (`REALS` says which, as `t.out`).
+        let (codes, reals, scale): (&mut [i8], &mut [f32], f32) = match &mut t.out {
+            IntegerOut::Codes(o) => (o.row(r), &mut [], 0.0),
+            IntegerOut::Reals(o, scale) => (&mut [], o.row(r), *scale),
+        };
+        let scale = _mm256_set1_ps(scale);
         for (h, c) in consts.iter().enumerate().take(vectors) {
             // SAFETY: 8 * h + 8 <= ch, within acc's row (asserted by the caller).
             let acc = unsafe { _mm256_loadu_si256(t.acc.as_ptr().add(r * ch + 8 * h).cast()) };
@@ -653,7 +627,23 @@ unsafe fn integer256<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
                     _mm256_blendv_epi8(shifted, c.c3, _mm256_cmpgt_epi32(hm, c.c2))
                 }
             };
-            let y = _mm256_add_epi32(_mm256_max_epi32(_mm256_min_epi32(y, hi), lo), zyv);
+            // `code - Z_y`, exactly (the clamp's bounds are shifted by `Z_y`).
+            let y = _mm256_max_epi32(_mm256_min_epi32(y, hi), lo);
+            if REALS {
+                // `S * (code - Z_y)`, `TensorQuant::dequantize`'s operations.
+                let v = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(y));
+                if h < full {
+                    // SAFETY: 8 * h + 8 <= width, the row's length (f32 elements).
+                    unsafe { _mm256_storeu_ps(reals.as_mut_ptr().add(8 * h), v) };
+                } else {
+                    let mut part = [0f32; 8];
+                    // SAFETY: `part` holds 8 f32.
+                    unsafe { _mm256_storeu_ps(part.as_mut_ptr(), v) };
+                    reals[8 * h..].copy_from_slice(&part[..width - 8 * h]);
+                }
+                continue;
+            }
+            let y = _mm256_add_epi32(y, zyv);
             // i32 -> i8: the values are int8, so both saturating packs are exact.
             let w = _mm256_packs_epi32(y, y);
             let b = _mm256_packs_epi16(w, w);
@@ -661,12 +651,12 @@ unsafe fn integer256<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
             let bytes = _mm256_castsi256_si128(b);
             if h < full {
                 // SAFETY: 8 * h + 8 <= width, the row's length (i8 elements).
-                unsafe { _mm_storel_epi64(row.as_mut_ptr().add(8 * h).cast(), bytes) };
+                unsafe { _mm_storel_epi64(codes.as_mut_ptr().add(8 * h).cast(), bytes) };
             } else {
                 let mut y8 = [0i8; 16];
                 // SAFETY: y8 holds 16 bytes.
                 unsafe { _mm_storeu_si128(y8.as_mut_ptr().cast(), bytes) };
-                row[8 * h..].copy_from_slice(&y8[..width - 8 * h]);
+                codes[8 * h..].copy_from_slice(&y8[..width - 8 * h]);
             }
         }
     }

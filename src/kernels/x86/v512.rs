@@ -10,7 +10,7 @@ use super::v256::{
     V256, XNNPACK_FUSED,
 };
 use crate::engine::hybrid::HybridTile;
-use crate::engine::integer::IntegerTile;
+use crate::engine::integer::{IntegerOut, IntegerTile};
 use crate::flavour::{EpilogueKind, Flavour, NanRule};
 use crate::integer::TensorQuant;
 use crate::kernels::contract::{InputElement, Width};
@@ -284,10 +284,13 @@ unsafe impl Width for V512 {
         assert!(t.acc.len() >= t.out.rows() * ch && t.act_min <= t.act_max);
         // SAFETY: AVX-512 F/BW (`self`); the slices were checked above.
         unsafe {
-            match t.rounding {
-                Rounding::Gemmlowp => integer512::<GEMMLOWP>(t),
-                Rounding::Ruy => integer512::<RUY>(t),
-                Rounding::Single => integer512::<SINGLE>(t),
+            match (t.rounding, matches!(t.out, IntegerOut::Reals(..))) {
+                (Rounding::Gemmlowp, false) => integer512::<GEMMLOWP, false>(t),
+                (Rounding::Ruy, false) => integer512::<RUY, false>(t),
+                (Rounding::Single, false) => integer512::<SINGLE, false>(t),
+                (Rounding::Gemmlowp, true) => integer512::<GEMMLOWP, true>(t),
+                (Rounding::Ruy, true) => integer512::<RUY, true>(t),
+                (Rounding::Single, true) => integer512::<SINGLE, true>(t),
             }
         }
     }
@@ -306,10 +309,6 @@ unsafe impl Width for V512 {
         self.v256
             .quantize_int8(q, &x[done..len], &mut out[done..len])
             && finite
-    }
-
-    fn dequantize_int8(self, q: TensorQuant, x: &[i8], out: &mut [f32]) {
-        self.v256.dequantize_int8(q, x, out);
     }
 }
 
@@ -631,7 +630,7 @@ fn low_halves(even: __m512i, odd: __m512i) -> __m512i {
 /// # Safety
 /// AVX-512 F/BW; the tile's slices hold what `Width::integer` asserted.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
-unsafe fn integer512<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
+unsafe fn integer512<const ROUNDING: u8, const REALS: bool>(t: &mut IntegerTile<'_, '_>) {
     const MAX: usize = 4;
     let ch = t.channels;
     let width = t.out.width();
@@ -715,7 +714,12 @@ unsafe fn integer512<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
     }
     let half = _mm512_set1_epi64(1 << 30);
     for r in 0..t.out.rows() {
-        let row = t.out.row(r).as_mut_ptr();
+        // The row's codes, or its reals and their scale (`REALS` says which, as `t.out`).
+        let (codes, reals, scale) = match &mut t.out {
+            IntegerOut::Codes(o) => (o.row(r).as_mut_ptr(), std::ptr::null_mut(), 0.0),
+            IntegerOut::Reals(o, scale) => (std::ptr::null_mut(), o.row(r).as_mut_ptr(), *scale),
+        };
+        let scale = _mm512_set1_ps(scale);
         for (h, c) in consts.iter().enumerate().take(vectors) {
             // SAFETY: 16 * h + 16 <= ch, within acc's row (asserted by the caller).
             let acc = unsafe { _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + 16 * h).cast()) };
@@ -745,10 +749,25 @@ unsafe fn integer512<const ROUNDING: u8>(t: &mut IntegerTile<'_, '_>) {
                     _mm512_mask_blend_epi32(_mm512_cmpgt_epi32_mask(hm, c.c2), shifted, c.c3)
                 }
             };
-            let y = _mm512_add_epi32(_mm512_max_epi32(_mm512_min_epi32(y, hi), lo), zyv);
-            // SAFETY: the row holds `width` i8; lanes past `width - 16 * h` are masked off.
-            // The values are int8, so the saturating narrowing is exact.
-            unsafe { _mm512_mask_cvtsepi32_storeu_epi8(row.add(16 * h).cast(), c.mask, y) };
+            // `code - Z_y`, exactly (see `integer256`).
+            let y = _mm512_max_epi32(_mm512_min_epi32(y, hi), lo);
+            if REALS {
+                // `S * (code - Z_y)`, `TensorQuant::dequantize`'s operations.
+                let v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(y));
+                // SAFETY: the row holds `width` f32; lanes past `width - 16 * h` are masked
+                // off.
+                unsafe { _mm512_mask_storeu_ps(reals.add(16 * h), c.mask, v) };
+            } else {
+                // SAFETY: the row holds `width` i8; lanes past `width - 16 * h` are masked
+                // off. The values are int8, so the saturating narrowing is exact.
+                unsafe {
+                    _mm512_mask_cvtsepi32_storeu_epi8(
+                        codes.add(16 * h).cast(),
+                        c.mask,
+                        _mm512_add_epi32(y, zyv),
+                    )
+                };
+            }
         }
     }
 }
