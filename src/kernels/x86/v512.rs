@@ -713,15 +713,25 @@ unsafe fn integer512<const ROUNDING: u8, const REALS: bool>(t: &mut IntegerTile<
         }
     }
     let half = _mm512_set1_epi64(1 << 30);
-    for r in 0..t.out.rows() {
-        // The row's codes, or its reals and their scale (`REALS` says which, as `t.out`).
-        let (codes, reals, scale) = match &mut t.out {
-            IntegerOut::Codes(o) => (o.row(r).as_mut_ptr(), std::ptr::null_mut(), 0.0),
-            IntegerOut::Reals(o, scale) => (std::ptr::null_mut(), o.row(r).as_mut_ptr(), *scale),
-        };
-        let scale = _mm512_set1_ps(scale);
-        for (h, c) in consts.iter().enumerate().take(vectors) {
-            // SAFETY: 16 * h + 16 <= ch, within acc's row (asserted by the caller).
+    let rows = t.out.rows();
+    // The region's codes, or its reals and their scale (`REALS` says which, as `t.out`):
+    // row r at `ptr + r * stride`.
+    let (codes, reals, stride, scale) = match &mut t.out {
+        IntegerOut::Codes(o) => {
+            let (ptr, stride) = o.raw_parts();
+            (ptr, std::ptr::null_mut(), stride, 0.0)
+        }
+        IntegerOut::Reals(o, scale) => {
+            let (ptr, stride) = o.raw_parts();
+            (std::ptr::null_mut(), ptr, stride, *scale)
+        }
+    };
+    let scale = _mm512_set1_ps(scale);
+    // Channel vectors outside, rows inside: one vector's constants stay in registers for all
+    // the tile's rows.
+    for (h, c) in consts.iter().enumerate().take(vectors) {
+        for r in 0..rows {
+            // SAFETY: 16 * h + 16 <= ch, within acc's row r < rows (asserted by the caller).
             let acc = unsafe { _mm512_loadu_si512(t.acc.as_ptr().add(r * ch + 16 * h).cast()) };
             let a = _mm512_add_epi32(acc, c.fold);
             let y = if ROUNDING == SINGLE {
@@ -754,15 +764,16 @@ unsafe fn integer512<const ROUNDING: u8, const REALS: bool>(t: &mut IntegerTile<
             if REALS {
                 // `S * (code - Z_y)`, `TensorQuant::dequantize`'s operations.
                 let v = _mm512_mul_ps(scale, _mm512_cvtepi32_ps(y));
-                // SAFETY: the row holds `width` f32; lanes past `width - 16 * h` are masked
+                // SAFETY: row r < rows of the region holds `width` f32 from
+                // `reals + r * stride` (`raw_parts`); lanes past `width - 16 * h` are masked
                 // off.
-                unsafe { _mm512_mask_storeu_ps(reals.add(16 * h), c.mask, v) };
+                unsafe { _mm512_mask_storeu_ps(reals.add(r * stride + 16 * h), c.mask, v) };
             } else {
-                // SAFETY: the row holds `width` i8; lanes past `width - 16 * h` are masked
-                // off. The values are int8, so the saturating narrowing is exact.
+                // SAFETY: as above, `width` i8 from `codes + r * stride`. The values are
+                // int8, so the saturating narrowing is exact.
                 unsafe {
                     _mm512_mask_cvtsepi32_storeu_epi8(
-                        codes.add(16 * h).cast(),
+                        codes.add(r * stride + 16 * h).cast(),
                         c.mask,
                         _mm512_add_epi32(y, zyv),
                     )
