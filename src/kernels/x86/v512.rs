@@ -18,25 +18,9 @@ use crate::quantize::inputs::RowParams;
 use crate::quantize::plan::{plan, Rounding as QRounding, RowPlan};
 use crate::toolkit::fixed_point::Rounding;
 
-/// Proof that the CPU runs AVX-512 F/BW/VL/DQ (and AVX2 + FMA), with the distance at which
-/// the row quantizer prefetches the rows ahead ([`INPUT_PREFETCH`]).
+/// Proof that the CPU runs AVX-512 F/BW/VL/DQ (and AVX2 + FMA).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct V512 {
-    v256: V256,
-    input_prefetch: usize,
-}
-
-/// Bytes ahead at which the row quantizer's min / max pass prefetches its input (the rest of
-/// the row and the next rows; a prefetch never faults, so it may run past the batch).
-///
-/// That pass is the first to read the batch, which a large layer's previous call (or the
-/// layer before it) has pushed out of L2: 512 x 768 x 3072 writes 6 MiB of outputs, and its
-/// 1.5 MiB of inputs then come from L3. On the Intel Xeon family 6 model 207, one thread,
-/// `perf` put the pass at 1.8-2.3% of that call without the prefetch and 1.3-1.8% with it;
-/// twelve alternating processes each took 3,903 / 3,810 us (median of medians; best calls
-/// 3,714 / 3,689). AMD keeps what it was measured with, no prefetch
-/// ([`super::weight_prefetch`]).
-const INPUT_PREFETCH: usize = 2048;
+pub(crate) struct V512(V256);
 
 impl V512 {
     /// The token, where AVX-512 F/BW/VL/DQ, AVX2 and FMA are available.
@@ -46,10 +30,7 @@ impl V512 {
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("avx512dq"))
-        .then_some(V512 {
-            v256,
-            input_prefetch: super::weight_prefetch(INPUT_PREFETCH),
-        })
+        .then_some(V512(v256))
     }
 
     /// Quantizes a row into `out` as u8 (`q + 128`), padding the rest of `out` with
@@ -67,7 +48,7 @@ impl V512 {
     ) -> Option<RowParams> {
         assert!(out.len() >= row.len());
         // SAFETY: AVX-512 F (`self`).
-        let (mn, mx) = unsafe { min_max(row, self.input_prefetch) }?;
+        let (mn, mx) = unsafe { min_max(row) }?;
         let p = plan(flavour, asymmetric, row.len(), mn, mx);
         let vector = if p.vector_safe { row.len() / 8 * 8 } else { 0 };
         // SAFETY: AVX-512 F/BW (`self`); vector <= row.len() <= out.len().
@@ -82,26 +63,18 @@ impl V512 {
 
 /// `(min(0, min row), max(0, max row))` on 16 lanes with four independent min / max chains
 /// (order-free for finite rows), or `None` if the row holds a NaN or an infinity: the 256-bit
-/// `min_max`'s check (`bad + v * 0` stays ±0 only while every `v` is finite). Each block of
-/// four lines prefetches the four lines `prefetch` bytes ahead (none when 0).
+/// `min_max`'s check (`bad + v * 0` stays ±0 only while every `v` is finite).
 ///
 /// # Safety
 /// AVX-512 F.
 #[target_feature(enable = "avx512f")]
-unsafe fn min_max(row: &[f32], prefetch: usize) -> Option<(f32, f32)> {
+unsafe fn min_max(row: &[f32]) -> Option<(f32, f32)> {
     let zero = _mm512_setzero_ps();
     let mut lo = [zero; 4];
     let mut hi = [zero; 4];
     let mut bad = [zero; 4];
-    let ahead = prefetch / 4;
     let mut blocks = row.chunks_exact(64);
     for c in &mut blocks {
-        if ahead > 0 {
-            for j in 0..4 {
-                // A prefetch never faults (the address may lie past the row).
-                _mm_prefetch::<_MM_HINT_T0>(c.as_ptr().wrapping_add(ahead + 16 * j).cast());
-            }
-        }
         for j in 0..4 {
             // SAFETY: `c` holds exactly 64 f32; loadu has no alignment requirement.
             let v = unsafe { _mm512_loadu_ps(c.as_ptr().add(16 * j)) };
@@ -306,9 +279,7 @@ unsafe impl Width for V512 {
         // SAFETY: AVX-512 F/BW (`self`); 16 * vectors <= len, within both slices.
         let finite = unsafe { quantize_int8_512(q, x, out, vectors) };
         let done = 16 * vectors;
-        self.v256
-            .quantize_int8(q, &x[done..len], &mut out[done..len])
-            && finite
+        self.0.quantize_int8(q, &x[done..len], &mut out[done..len]) && finite
     }
 }
 
