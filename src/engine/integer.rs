@@ -87,12 +87,11 @@ pub(crate) trait IntegerProduct: Send + Sync {
 }
 
 /// Values below which the float API's pass over the inputs (their quantization) stays on
-/// the calling thread: below it, handing the pieces to the pool costs more
-/// than it saves. On the Intel Xeon family 6 model 207, 2 threads, alternating processes,
-/// median us on one thread / split (this pass and the outputs' dequantization, then a pass of
-/// its own): 2 x 1024 x 1024 12.1 / 13.5, 4 x 1024 x 1024 16.0 / 16.7,
-/// 8 x 1024 x 1024 and 16 x 1024 x 1024 even within the noise, 32 x 1024 x 1024 78.6 / 73.9
-/// (another run 108.6 / 101.3), 64 x 768 x 3072 457 / 418.
+/// the calling thread: below it, handing the pieces to the pool costs about what it saves.
+/// On the Intel Xeon family 6 model 207, 2 threads, six alternating processes each, median us
+/// with the pass on one thread / split: 4 x 1024 x 1024 13.8 / 14.9, 8 x 1024 x 1024
+/// 23.6 / 22.3 (best calls 18.4 / 18.5), 16 x 1024 x 1024 40.3 / 39.9, 32 x 1024 x 1024
+/// 73.6 / 70.4, 64 x 768 x 3072 268 / 263.
 const PASS_PARALLEL_VALUES: usize = 1 << 15;
 
 impl fmt::Debug for dyn IntegerProduct {
