@@ -61,7 +61,8 @@ pub(crate) trait IntegerProduct: Send + Sync {
     );
     /// [`TensorQuant::quantize`] of every input value of `rows` rows, in the kernel's vector
     /// width, split by rows over up to `threads` threads where the batch is large enough
-    /// ([`super::rows_per_piece`], from `PASS_PARALLEL_VALUES` values); returns whether every value was finite.
+    /// ([`super::rows_per_piece`], from `PASS_PARALLEL_VALUES` values); returns whether every
+    /// value was finite.
     fn quantize_input(
         &self,
         q: TensorQuant,
