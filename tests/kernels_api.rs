@@ -188,3 +188,51 @@ fn bench_survives_a_closed_pipe() {
         out.status
     );
 }
+
+/// `hybridq bench --serve` answers each request line with the call times of the layer and
+/// kernel asked for, answers a bad line with an error and goes on, and ends at end of input.
+#[test]
+#[cfg(feature = "cli")]
+fn bench_serve_answers_requests_with_the_forced_kernel() {
+    use std::io::Write as _;
+    for k in Kernel::available() {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hybridq"))
+            .args(["bench", "--serve", "--kernel", k.name()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"hybrid 3x64x48 1 0.001\nfloat 3x64x48 2 0\nhybrid 3x64 1 0\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{k}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{k}: {text}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "{{\"impl\": \"hybrid\", \"kernel\": \"{}\", \"times_us\": [",
+                k.name()
+            )),
+            "{k}: {}",
+            lines[0]
+        );
+        assert!(lines[1].starts_with("{\"impl\": \"float\""), "{}", lines[1]);
+        assert!(lines[2].starts_with("{\"error\": "), "{}", lines[2]);
+        for line in &lines[..2] {
+            let times = line.split('[').nth(1).unwrap().trim_end_matches("]}");
+            for t in times.split(", ") {
+                assert!(t.parse::<f64>().unwrap() > 0.0, "{line}");
+            }
+        }
+    }
+}

@@ -6,10 +6,14 @@ Peers (all on f32 input -> f32 output, weights already quantized where the engin
   - TFLite 2.21 with its default XNNPACK delegate (qd8-f32-qc8w dynamic quantization),
   - ONNX Runtime dynamic int8 quantization (quantize_dynamic of a MatMul, per-channel int8),
   - the best f32 peer: min(TFLite float + XNNPACK, ONNX Runtime float MatMul).
-hybridq's numbers come from `hybridq bench --json` (the release binary, built first), run right
-before the peers on each shape and thread count. The host may be noisy (a shared VM): the whole
-sweep is repeated `--rounds` times, and two tables are printed: each engine's median over the
-rounds, and its best (minimum) round, the figure least disturbed by other load.
+hybridq's numbers come from `hybridq bench --serve` (the release binary, built first), which
+keeps its layers built and answers timing requests. The host may be noisy (a shared VM that
+runs slow for stretches of a second or more), so on each shape and thread count the engines
+take turns in `--slices` short slices, in an order that rotates from slice to slice: every
+engine meets the same slow and fast stretches, and its figure for the round is the median of
+all its calls in the round. The whole sweep is repeated `--rounds` times, and two tables are
+printed: each engine's median over the rounds, and its best (minimum) round, the figure least
+disturbed by other load.
 
 Optional and outside CI. It installs what it needs with pip:
     pip install tensorflow-cpu==2.21.0 onnxruntime onnx numpy
@@ -17,7 +21,8 @@ and, when `torch` is importable (install it yourself: `pip install torch`, a lar
 also times PyTorch's quantize_dynamic Linear (the x86 engine) as `torch dq`.
 Usage:
     python3 benches/peers/run_peers.py [--shapes 1x4096x4096,8x4096x4096] [--threads 1,2]
-                                       [--seconds 1.0] [--rounds 3] [--json out.json]
+                                       [--seconds 1.0] [--rounds 3] [--slices 5]
+                                       [--json out.json]
 """
 
 import argparse
@@ -45,19 +50,19 @@ def ensure_packages():
         subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *missing])
 
 
-def median_us(fn, seconds):
-    fn()
-    fn()
+def sample_us(fn, seconds):
+    """Wall times of `fn` in microseconds: one first call, whose time only sizes the run, then
+    enough calls to fill about `seconds` (at least 1, at most 2000)."""
     start = time.perf_counter()
     fn()
     once = max(time.perf_counter() - start, 1e-7)
-    runs = int(min(max(seconds / once, 5), 2000))
+    runs = int(min(max(seconds / once, 1), 2000))
     times = []
     for _ in range(runs):
         t = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t) * 1e6)
-    return statistics.median(times)
+    return times
 
 
 def tflite_models(tf, w, b):
@@ -75,7 +80,7 @@ def tflite_models(tf, w, b):
     return hybrid_model, float_model
 
 
-def time_tflite(tf, model, x, threads, resolver, seconds):
+def tflite_sampler(tf, model, x, threads, resolver):
     interp = tf.lite.Interpreter(model_content=model, num_threads=threads,
                                  experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
@@ -87,7 +92,7 @@ def time_tflite(tf, model, x, threads, resolver, seconds):
         interp.invoke()
         return interp.get_tensor(out)
 
-    return median_us(call, seconds)
+    return lambda seconds: sample_us(call, seconds)
 
 
 def onnx_matmul(onnx, w, path):
@@ -102,12 +107,12 @@ def onnx_matmul(onnx, w, path):
     onnx.save(model, path)
 
 
-def time_ort(ort, path, x, threads, seconds):
+def ort_sampler(ort, path, x, threads):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-    return median_us(lambda: sess.run(None, {"x": x}), seconds)
+    return lambda seconds: sample_us(lambda: sess.run(None, {"x": x}), seconds)
 
 
 def torch_dynamic(torch, w):
@@ -121,11 +126,15 @@ def torch_dynamic(torch, w):
                                                   dtype=torch.qint8)
 
 
-def time_torch(torch, model, x, threads, seconds):
-    torch.set_num_threads(threads)
+def torch_sampler(torch, model, x, threads):
     xt = torch.from_numpy(x)
-    with torch.inference_mode():
-        return median_us(lambda: model(xt), seconds)
+
+    def sample(seconds):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            return sample_us(lambda: model(xt), seconds)
+
+    return sample
 
 
 def build_hybridq():
@@ -134,11 +143,29 @@ def build_hybridq():
     return os.path.join(root, "target", "release", "hybridq")
 
 
-def hybridq_times(binary, shape, threads, seconds):
-    cmd = [binary, "bench", "--json", "--shapes", shape, "--threads", str(threads),
-           "--seconds", str(seconds)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return {r["impl"]: r for r in json.loads(out)}
+class HybridqServer:
+    """`hybridq bench --serve`: hybridq's layers stay built, and each slice is one request."""
+
+    def __init__(self, binary):
+        self.proc = subprocess.Popen([binary, "bench", "--serve"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.kernels = {}
+
+    def sampler(self, imp, shape, threads):
+        def sample(seconds):
+            self.proc.stdin.write(f"{imp} {shape} {threads} {seconds}\n")
+            self.proc.stdin.flush()
+            answer = json.loads(self.proc.stdout.readline())
+            if "error" in answer:
+                raise RuntimeError(f"hybridq bench --serve: {answer['error']}")
+            self.kernels[imp] = answer["kernel"]
+            return answer["times_us"]
+
+        return sample
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
 def main():
@@ -147,6 +174,8 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="repeat the sweep, report medians over rounds")
+    ap.add_argument("--slices", type=int, default=5,
+                    help="turns each engine takes per shape, thread count and round (--seconds in all)")
     ap.add_argument("--json", help="also write all measurements to this file")
     args = ap.parse_args()
     ensure_packages()
@@ -184,27 +213,35 @@ def main():
         quantize_dynamic(f32_path, q_path, weight_type=QuantType.QInt8, per_channel=True)
         torch_model = torch_dynamic(torch, w) if torch else None
         cases.append((shape, x, hybrid_model, float_model, f32_path, q_path, torch_model))
+    server = HybridqServer(binary)
+    slices = max(args.slices, 1)
     samples = {}  # (shape, threads) -> engine -> [median per round]
     for round_ in range(args.rounds):
         for shape, x, hybrid_model, float_model, f32_path, q_path, torch_model in cases:
             for t in threads:
-                hq = hybridq_times(binary, shape, t, args.seconds)
-                r = {
-                    "tflite_builtin": time_tflite(tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES, args.seconds),
-                    "tflite_xnnpack": time_tflite(tf, hybrid_model, x, t, Resolver.AUTO, args.seconds),
-                    "ort_dynamic_int8": time_ort(ort, q_path, x, t, args.seconds),
-                    "tflite_float_xnnpack": time_tflite(tf, float_model, x, t, Resolver.AUTO, args.seconds),
-                    "ort_float": time_ort(ort, f32_path, x, t, args.seconds),
-                    "hybridq_hybrid": hq["hybrid"]["median_us"],
-                    "hybridq_float": hq["float"]["median_us"],
+                engines = {
+                    "hybridq_hybrid": server.sampler("hybrid", shape, t),
+                    "hybridq_float": server.sampler("float", shape, t),
+                    "tflite_builtin": tflite_sampler(tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+                    "tflite_xnnpack": tflite_sampler(tf, hybrid_model, x, t, Resolver.AUTO),
+                    "ort_dynamic_int8": ort_sampler(ort, q_path, x, t),
+                    "tflite_float_xnnpack": tflite_sampler(tf, float_model, x, t, Resolver.AUTO),
+                    "ort_float": ort_sampler(ort, f32_path, x, t),
                 }
                 if torch_model is not None:
-                    r["torch_dynamic_int8"] = time_torch(torch, torch_model, x, t, args.seconds)
-                kernel = hq["hybrid"]["kernel"]
-                float_kernel = hq["float"]["kernel"]
-                for key, v in r.items():
-                    samples.setdefault((shape, t), {}).setdefault(key, []).append(v)
+                    engines["torch_dynamic_int8"] = torch_sampler(torch, torch_model, x, t)
+                names = list(engines)
+                calls = {name: [] for name in names}
+                for s in range(slices):
+                    for name in names[s % len(names):] + names[:s % len(names)]:
+                        calls[name] += engines[name](args.seconds / slices)
+                del engines
+                for name, times in calls.items():
+                    samples.setdefault((shape, t), {}).setdefault(name, []).append(statistics.median(times))
                 print(f"  round {round_ + 1}/{args.rounds}: {shape} threads {t}", file=sys.stderr, flush=True)
+    server.close()
+    kernel = server.kernels["hybrid"]
+    float_kernel = server.kernels["float"]
     for _, _, _, _, f32_path, q_path, _ in cases:
         os.remove(f32_path)
         os.remove(q_path)

@@ -24,7 +24,7 @@ pub struct Shape {
 }
 
 impl Shape {
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         format!("{}x{}x{}", self.b, self.k, self.n)
     }
 }
@@ -89,18 +89,30 @@ pub struct Options {
     pub kernel: Option<hybridq::Kernel>,
 }
 
-pub fn run(opts: &Options) -> Result<ExitCode> {
+/// The benchmark's problem of `shape`: weights `N x K` uniform in [-1, 1) and inputs `B x K`
+/// uniform in [-4, 4), the same for a shape whatever else is measured.
+pub fn random_problem(shape: Shape) -> (Array2<f32>, Array2<f32>) {
     let mut rng = StdRng::seed_from_u64(11);
+    let w = Array2::from_shape_fn((shape.n, shape.k), |_| rng.random_range(-1.0f32..1.0));
+    let x = Array2::from_shape_fn((shape.b, shape.k), |_| rng.random_range(-4.0f32..4.0));
+    (w, x)
+}
+
+/// The hybrid layer of weights `w` on `kernel` (`None`: the default choice).
+pub fn hybrid_layer(w: &Array2<f32>, kernel: Option<hybridq::Kernel>) -> Result<HybridLinear> {
+    let config = HybridConfig {
+        kernel,
+        ..HybridConfig::default()
+    };
+    HybridLinear::from_f32(w.view(), None, Granularity::PerChannel, config)
+}
+
+pub fn run(opts: &Options) -> Result<ExitCode> {
     let mut rows = Vec::new();
     let mut peaks = std::collections::HashMap::new();
     for &shape in &opts.shapes {
-        let w = Array2::from_shape_fn((shape.n, shape.k), |_| rng.random_range(-1.0f32..1.0));
-        let x = Array2::from_shape_fn((shape.b, shape.k), |_| rng.random_range(-4.0f32..4.0));
-        let config = HybridConfig {
-            kernel: opts.kernel,
-            ..HybridConfig::default()
-        };
-        let base = HybridLinear::from_f32(w.view(), None, Granularity::PerChannel, config)?;
+        let (w, x) = random_problem(shape);
+        let base = hybrid_layer(&w, opts.kernel)?;
         for &threads in &opts.threads {
             let hybrid = base.clone().with_threads(threads);
             let float = FloatLinear::new(w.view(), None, Default::default())?.with_threads(threads);

@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 mod bench_cmd;
+mod bench_serve;
 mod check_cmd;
 mod compare_cmd;
 mod demo_cmd;
@@ -73,6 +74,11 @@ enum Command {
         /// List the kernels this CPU can run and exit.
         #[arg(long)]
         list_kernels: bool,
+        /// Answer timing requests on stdin instead, one per line,
+        /// `<hybrid|float> <BxKxN> <threads> <seconds>`, each with a JSON line of call times:
+        /// for a driver that alternates hybridq with other engines (`run_peers.py`).
+        #[arg(long, conflicts_with_all = ["shapes", "threads", "json", "seconds", "list_kernels"])]
+        serve: bool,
     },
     /// Quantize a float safetensors model (every dense layer's weight by the policy) into a
     /// quantized model file, printing a per-layer table (shape, mode, bytes, weight SQNR and max
@@ -173,6 +179,14 @@ fn main() -> ExitCode {
             bench_cmd::list_kernels();
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench {
+            serve: true,
+            kernel,
+            ..
+        } => kernel
+            .map(|k| k.parse::<hybridq::Kernel>())
+            .transpose()
+            .and_then(bench_serve::serve),
         Command::Bench {
             shapes,
             threads,
