@@ -26,6 +26,7 @@ Usage:
 """
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -72,11 +73,12 @@ def tflite_models(tf, w, b):
     dense = tf.keras.layers.Dense(n, use_bias=False)
     model = tf.keras.Model(inp, dense(inp))
     dense.set_weights([w.T])
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    float_model = conv.convert()
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    hybrid_model = conv.convert()
+    with contextlib.redirect_stdout(sys.stderr):  # the converter prints what it saved
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        float_model = conv.convert()
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        hybrid_model = conv.convert()
     return hybrid_model, float_model
 
 
