@@ -11,7 +11,9 @@ keeps its layers built and answers timing requests. The host may be noisy (a sha
 runs slow for stretches of a second or more), so on each shape and thread count the engines
 take turns in `--slices` short slices, in an order that rotates from slice to slice: every
 engine meets the same slow and fast stretches, and its figure for the round is the median of
-all its calls in the round. The whole sweep is repeated `--rounds` times, and two tables are
+all its calls in the round. Before each turn the script pauses `--settle` seconds: an
+engine's idle threads go on spinning for a while after its last call (ONNX Runtime's for
+milliseconds, and PyTorch's two-thread Linear ran at half speed right after them). The whole sweep is repeated `--rounds` times, and two tables are
 printed: each engine's median over the rounds, and its best (minimum) round, the figure least
 disturbed by other load.
 
@@ -178,6 +180,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="repeat the sweep, report medians over rounds")
     ap.add_argument("--slices", type=int, default=5,
                     help="turns each engine takes per shape, thread count and round (--seconds in all)")
+    ap.add_argument("--settle", type=float, default=0.05,
+                    help="seconds of pause before each turn, for the last engine's idle threads to stop spinning")
     ap.add_argument("--json", help="also write all measurements to this file")
     args = ap.parse_args()
     ensure_packages()
@@ -236,6 +240,7 @@ def main():
                 calls = {name: [] for name in names}
                 for s in range(slices):
                     for name in names[s % len(names):] + names[:s % len(names)]:
+                        time.sleep(args.settle)
                         calls[name] += engines[name](args.seconds / slices)
                 del engines
                 for name, times in calls.items():
