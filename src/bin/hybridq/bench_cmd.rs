@@ -40,7 +40,10 @@ pub fn parse_shapes(s: &str) -> Result<Vec<Shape>> {
                 .collect::<Result<_, _>>()
                 .map_err(|_| bad_shape(item))?;
             match dims[..] {
-                [b, k, n] if b > 0 && k > 0 && n > 0 => Ok(Shape { b, k, n }),
+                [b, k, n] if b > 0 && k > 0 && n > 0 => {
+                    crate::limits::check_problem("hybridq bench --shapes", b, k, n)?;
+                    Ok(Shape { b, k, n })
+                }
                 _ => Err(bad_shape(item)),
             }
         })
@@ -255,7 +258,15 @@ mod tests {
         let s = parse_shapes(DEFAULT_SHAPES).unwrap();
         assert_eq!(s.len(), 7);
         assert_eq!((s[3].b, s[3].k, s[3].n), (8, 4096, 4096));
-        for bad in ["1x2", "0x4x4", "ax4x4", "1x4x4x4", ""] {
+        for bad in [
+            "1x2",
+            "0x4x4",
+            "ax4x4",
+            "1x4x4x4",
+            "",
+            "100000x100000x100000",
+            "1x99999999999999999x99999999999999999",
+        ] {
             assert!(parse_shapes(bad).is_err(), "{bad}");
         }
     }

@@ -63,6 +63,7 @@ pub fn run(
             (w, b, p.display().to_string())
         }
         None => {
+            crate::limits::check_problem("hybridq compare", batch, k, n)?;
             let w = Array2::from_shape_fn((n, k), |_| {
                 rng.random_range(-1.0f32..1.0) / (k as f32).sqrt()
             });
@@ -77,6 +78,7 @@ pub fn run(
             message: "--batch must be at least 1".into(),
         });
     }
+    crate::limits::check_problem("hybridq compare", batch, k, n)?;
     // Inputs: roughly normal (sum of uniforms); the full-integer mode is calibrated on other
     // rows from the same distribution, as a converter would be.
     let normal = |rng: &mut StdRng| -> f32 {

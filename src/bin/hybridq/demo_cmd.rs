@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub fn run(batch: usize, k: usize, n: usize, fixtures: &Path) -> Result<ExitCode> {
+    crate::limits::check_problem("hybridq demo", batch, k, n)?;
     let mut rng = StdRng::seed_from_u64(7);
     let w = Array2::from_shape_fn((n, k), |_| {
         rng.random_range(-1.0f32..1.0) / (k as f32).sqrt()

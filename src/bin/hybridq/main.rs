@@ -16,6 +16,7 @@ mod bench_serve;
 mod check_cmd;
 mod compare_cmd;
 mod demo_cmd;
+mod limits;
 mod model_cmd;
 mod timing;
 
