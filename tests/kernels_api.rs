@@ -190,7 +190,8 @@ fn bench_survives_a_closed_pipe() {
 }
 
 /// `hybridq bench --serve` answers each request line with the call times of the layer and
-/// kernel asked for, answers a bad line with an error and goes on, and ends at end of input.
+/// kernel asked for, answers a bad line or a huge shape with an error and goes on, and ends at
+/// end of input.
 #[test]
 #[cfg(feature = "cli")]
 fn bench_serve_answers_requests_with_the_forced_kernel() {
@@ -207,7 +208,10 @@ fn bench_serve_answers_requests_with_the_forced_kernel() {
             .stdin
             .take()
             .unwrap()
-            .write_all(b"hybrid 3x64x48 1 0.001\nfloat 3x64x48 2 0\nhybrid 3x64 1 0\n")
+            .write_all(
+                b"hybrid 3x64x48 1 0.001\nfloat 3x64x48 2 0\nhybrid 3x64 1 0\n\
+                  hybrid 4000000000x4000000000x4000000000 1 0\nhybrid 3x64x48 2 0\n",
+            )
             .unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -217,7 +221,7 @@ fn bench_serve_answers_requests_with_the_forced_kernel() {
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3, "{k}: {text}");
+        assert_eq!(lines.len(), 5, "{k}: {text}");
         assert!(
             lines[0].starts_with(&format!(
                 "{{\"impl\": \"hybrid\", \"kernel\": \"{}\", \"times_us\": [",
@@ -228,7 +232,17 @@ fn bench_serve_answers_requests_with_the_forced_kernel() {
         );
         assert!(lines[1].starts_with("{\"impl\": \"float\""), "{}", lines[1]);
         assert!(lines[2].starts_with("{\"error\": "), "{}", lines[2]);
-        for line in &lines[..2] {
+        assert!(
+            lines[3].starts_with("{\"error\": ") && lines[3].contains("more than 2^28"),
+            "{}",
+            lines[3]
+        );
+        assert!(
+            lines[4].starts_with("{\"impl\": \"hybrid\""),
+            "{}",
+            lines[4]
+        );
+        for line in [lines[0], lines[1], lines[4]] {
             let times = line.split('[').nth(1).unwrap().trim_end_matches("]}");
             for t in times.split(", ") {
                 assert!(t.parse::<f64>().unwrap() > 0.0, "{line}");

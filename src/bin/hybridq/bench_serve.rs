@@ -18,7 +18,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use hybridq::{FloatLinear, HybridLinear, Linear, Result, Scratch};
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2};
 
 use crate::bench_cmd::{hybrid_layer, parse_shapes, random_problem, Shape};
 use crate::timing::samples_us;
@@ -119,23 +119,9 @@ fn answer(
     let b = built.get_mut(&label).expect("inserted above");
     let (x, out) = (b.x.view(), &mut b.out);
     let (name, times) = if req.hybrid {
-        b.hybrid.set_threads(req.threads);
-        let layer = &b.hybrid;
-        let times = samples_us(req.seconds, 1, || {
-            layer
-                .forward_into(x, out.view_mut(), scratch)
-                .expect("valid shapes")
-        });
-        (layer.kernel().name().to_string(), times)
+        time_layer(&mut b.hybrid, req, x, out, scratch)
     } else {
-        b.float.set_threads(req.threads);
-        let layer = &b.float;
-        let times = samples_us(req.seconds, 1, || {
-            layer
-                .forward_into(x, out.view_mut(), scratch)
-                .expect("valid shapes")
-        });
-        (layer.kernel_name().to_string(), times)
+        time_layer(&mut b.float, req, x, out, scratch)
     };
     let imp = if req.hybrid { "hybrid" } else { "float" };
     let mut s = format!("{{\"impl\": \"{imp}\", \"kernel\": \"{name}\", \"times_us\": [");
@@ -145,6 +131,24 @@ fn answer(
     }
     s.push_str("]}");
     Ok(s)
+}
+
+/// The kernel name and the call times of `layer` on `req.threads` threads.
+fn time_layer<L: Linear>(
+    layer: &mut L,
+    req: &Request,
+    x: ArrayView2<'_, f32>,
+    out: &mut Array2<f32>,
+    scratch: &mut Scratch,
+) -> (&'static str, Vec<f64>) {
+    layer.set_threads(req.threads);
+    let layer = &*layer;
+    let times = samples_us(req.seconds, 1, || {
+        layer
+            .forward_into(x, out.view_mut(), scratch)
+            .expect("valid shapes")
+    });
+    (layer.kernel_name(), times)
 }
 
 fn error_json(message: &str) -> String {
