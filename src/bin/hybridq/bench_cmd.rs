@@ -9,11 +9,15 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::timing::median_us;
+use crate::timing::medians_in_turns;
 
 /// The shapes of the speed issue, `B x K x N`.
 pub const DEFAULT_SHAPES: &str =
     "1x1024x1024,1x4096x4096,1x4096x14336,8x4096x4096,32x1024x4096,128x4096x4096,512x768x3072";
+
+/// Turns the hybrid and the float layer take on each shape and thread count
+/// ([`medians_in_turns`]), `--seconds` between them.
+const TURNS: usize = 5;
 
 /// One `B x K x N` problem.
 #[derive(Clone, Copy, Debug)]
@@ -119,13 +123,26 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
         for &threads in &opts.threads {
             let hybrid = base.clone().with_threads(threads);
             let float = FloatLinear::new(w.view(), None, Default::default())?.with_threads(threads);
-            let mut out = Array2::<f32>::zeros((shape.b, shape.n));
-            let mut scratch = Scratch::new();
-            let t = median_us(opts.budget_s, || {
+            let (mut out_h, mut out_f) = (
+                Array2::<f32>::zeros((shape.b, shape.n)),
+                Array2::<f32>::zeros((shape.b, shape.n)),
+            );
+            let (mut scratch_h, mut scratch_f) = (Scratch::new(), Scratch::new());
+            let mut time_hybrid = || {
                 hybrid
-                    .forward_into(x.view(), out.view_mut(), &mut scratch)
+                    .forward_into(x.view(), out_h.view_mut(), &mut scratch_h)
                     .expect("valid shapes")
-            });
+            };
+            let mut time_float = || {
+                float
+                    .forward_into(x.view(), out_f.view_mut(), &mut scratch_f)
+                    .expect("valid shapes")
+            };
+            let medians = medians_in_turns(
+                opts.budget_s,
+                TURNS,
+                &mut [&mut time_hybrid, &mut time_float],
+            );
             let kernel = hybrid.kernel();
             let peak = *peaks.entry(kernel).or_insert_with(|| kernel.peak_gops());
             rows.push(Row {
@@ -133,21 +150,15 @@ pub fn run(opts: &Options) -> Result<ExitCode> {
                 threads,
                 imp: "hybrid",
                 kernel: kernel.name().into(),
-                median_us: t,
+                median_us: medians[0],
                 peak_gops: peak,
             });
-            let t = median_us(opts.budget_s, || {
-                float
-                    .forward_into(x.view(), out.view_mut(), &mut scratch)
-                    .expect("valid shapes")
-            });
-            let kernel = float.kernel_name();
             rows.push(Row {
                 shape,
                 threads,
                 imp: "float",
-                kernel: kernel.into(),
-                median_us: t,
+                kernel: float.kernel_name().into(),
+                median_us: medians[1],
                 peak_gops: None,
             });
             if !opts.json {

@@ -55,7 +55,8 @@ enum Command {
         xnnpack_flavour: Option<hybridq::Flavour>,
     },
     /// Time the hybrid and the float layer on a set of shapes: median microseconds, GOP/s
-    /// (2*B*K*N / t) and the hybrid/float time ratio.
+    /// (2*B*K*N / t) and the hybrid/float time ratio. The two layers take five turns each
+    /// within `--seconds`, so that a slow stretch of a shared host slows both alike.
     Bench {
         /// Comma-separated `BxKxN` shapes.
         #[arg(long, default_value = bench_cmd::DEFAULT_SHAPES)]
@@ -66,7 +67,7 @@ enum Command {
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
-        /// Seconds of timed calls per measurement.
+        /// Seconds of timed calls per layer, shape and thread count (over its five turns).
         #[arg(long, default_value_t = 0.5)]
         seconds: f64,
         /// Force a hybrid kernel by name (`hybridq bench --list-kernels` shows this CPU's).

@@ -27,3 +27,45 @@ pub fn samples_us(budget_s: f64, min_runs: usize, mut f: impl FnMut()) -> Vec<f6
         })
         .collect()
 }
+
+/// Median wall time in microseconds of each of `fs`, timed in turns: `turns` rounds, in which
+/// every function runs [`samples_us`] for `budget_s / turns` seconds, in an order that rotates
+/// from round to round. A shared host runs slow for stretches of a second or more; taking turns
+/// gives every function the same stretches, so their ratio does not measure the host.
+pub fn medians_in_turns(budget_s: f64, turns: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let turns = turns.max(1);
+    let mut times = vec![Vec::new(); fs.len()];
+    for round in 0..turns {
+        for i in 0..fs.len() {
+            let j = (i + round) % fs.len();
+            times[j].extend(samples_us(budget_s / turns as f64, 1, &mut *fs[j]));
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_rotate_and_give_every_function_its_calls() {
+        let order = std::cell::RefCell::new(Vec::new());
+        let (mut a, mut b) = (
+            || order.borrow_mut().push('a'),
+            || order.borrow_mut().push('b'),
+        );
+        let medians = medians_in_turns(0.0, 3, &mut [&mut a, &mut b]);
+        assert_eq!(medians.len(), 2);
+        assert!(medians.iter().all(|m| m.is_finite() && *m >= 0.0));
+        // Each turn: one sizing call and one timed call (the budget is 0).
+        let order: String = order.into_inner().into_iter().collect();
+        assert_eq!(order, "aabb".to_string() + "bbaa" + "aabb");
+    }
+}
