@@ -9,13 +9,13 @@ Peers (all on f32 input -> f32 output, weights already quantized where the engin
 hybridq's numbers come from `hybridq bench --serve` (the release binary, built first), which
 keeps its layers built and answers timing requests. The host may be noisy (a shared VM that
 runs slow for stretches of a second or more), so on each shape and thread count the engines
-take turns in `--slices` short slices, in an order that rotates from slice to slice: every
-engine meets the same slow and fast stretches, and its figure for the round is the median of
-all its calls in the round. Before each turn the script pauses `--settle` seconds: an
-engine's idle threads go on spinning for a while after its last call (ONNX Runtime's for
-milliseconds, and PyTorch's two-thread Linear ran at half speed right after them). The whole sweep is repeated `--rounds` times, and two tables are
-printed: each engine's median over the rounds, and its best (minimum) round, the figure least
-disturbed by other load.
+take `--slices` turns each, in an order that rotates from turn to turn: every engine meets
+the same slow and fast stretches, and its figure for the round is the median of all its calls
+in the round. Before each turn the script pauses `--settle` seconds: an engine's idle threads
+go on spinning for a while after its last call (ONNX Runtime's for milliseconds, and
+PyTorch's two-thread Linear ran at half speed right after them). The whole sweep is repeated
+`--rounds` times, and two tables are printed: each engine's median over the rounds, and its
+best (minimum) round, the figure least disturbed by other load.
 
 Optional and outside CI. It installs what it needs with pip:
     pip install tensorflow-cpu==2.21.0 onnxruntime onnx numpy
@@ -24,7 +24,7 @@ also times PyTorch's quantize_dynamic Linear (the x86 engine) as `torch dq`.
 Usage:
     python3 benches/peers/run_peers.py [--shapes 1x4096x4096,8x4096x4096] [--threads 1,2]
                                        [--seconds 1.0] [--rounds 3] [--slices 5]
-                                       [--json out.json]
+                                       [--settle 0.05] [--json out.json]
 """
 
 import argparse
@@ -179,9 +179,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=1.0, help="timed seconds per measurement")
     ap.add_argument("--rounds", type=int, default=3, help="repeat the sweep, report medians over rounds")
     ap.add_argument("--slices", type=int, default=5,
-                    help="turns each engine takes per shape, thread count and round (--seconds in all)")
+                    help="turns each engine takes per shape, thread count and round "
+                         "(--seconds in all)")
     ap.add_argument("--settle", type=float, default=0.05,
-                    help="seconds of pause before each turn, for the last engine's idle threads to stop spinning")
+                    help="seconds of pause before each turn, for the last engine's idle "
+                         "threads to stop spinning")
     ap.add_argument("--json", help="also write all measurements to this file")
     args = ap.parse_args()
     ensure_packages()
@@ -228,7 +230,8 @@ def main():
                 engines = {
                     "hybridq_hybrid": server.sampler("hybrid", shape, t),
                     "hybridq_float": server.sampler("float", shape, t),
-                    "tflite_builtin": tflite_sampler(tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+                    "tflite_builtin": tflite_sampler(
+                        tf, hybrid_model, x, t, Resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
                     "tflite_xnnpack": tflite_sampler(tf, hybrid_model, x, t, Resolver.AUTO),
                     "ort_dynamic_int8": ort_sampler(ort, q_path, x, t),
                     "tflite_float_xnnpack": tflite_sampler(tf, float_model, x, t, Resolver.AUTO),
