@@ -13,9 +13,12 @@ take `--slices` turns each, in an order that rotates from turn to turn: every en
 the same slow and fast stretches, and its figure for the round is the median of all its calls
 in the round. Before each turn the script pauses `--settle` seconds: an engine's idle threads
 go on spinning for a while after its last call (ONNX Runtime's for milliseconds, and
-PyTorch's two-thread Linear ran at half speed right after them). The whole sweep is repeated
-`--rounds` times, and two tables are printed: each engine's median over the rounds, and its
-best (minimum) round, the figure least disturbed by other load.
+PyTorch's two-thread Linear ran at half speed right after them). On one thread, every
+engine's turn of a slice runs on the same vCPU (the script pins its own threads and
+hybridq's to it, a different vCPU from slice to slice): a shared host slows one vCPU at a
+time, and an engine in another process would otherwise run on a vCPU of its own. The whole
+sweep is repeated `--rounds` times, and two tables are printed: each engine's median over the
+rounds, and its best (minimum) round, the figure least disturbed by other load.
 
 Optional and outside CI. It installs what it needs with pip:
     pip install tensorflow-cpu==2.21.0 onnxruntime onnx numpy
@@ -147,12 +150,23 @@ def build_hybridq():
     return os.path.join(root, "target", "release", "hybridq")
 
 
+def pin_process(pid, cpus):
+    """Sets the CPU affinity of every thread of process `pid` (a thread started later inherits
+    its parent thread's)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread has ended
+            pass
+
+
 class HybridqServer:
     """`hybridq bench --serve`: hybridq's layers stay built, and each slice is one request."""
 
     def __init__(self, binary):
         self.proc = subprocess.Popen([binary, "bench", "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.pid = self.proc.pid
         self.kernels = {}
 
     def sampler(self, imp, shape, threads):
@@ -223,6 +237,7 @@ def main():
         cases.append((shape, x, hybrid_model, float_model, f32_path, q_path, torch_model))
     server = HybridqServer(binary)
     slices = max(args.slices, 1)
+    all_cpus = sorted(os.sched_getaffinity(0))
     samples = {}  # (shape, threads) -> engine -> [median per round]
     for round_ in range(args.rounds):
         for shape, x, hybrid_model, float_model, f32_path, q_path, torch_model in cases:
@@ -242,9 +257,16 @@ def main():
                 names = list(engines)
                 calls = {name: [] for name in names}
                 for s in range(slices):
+                    # One thread: every engine's turn s runs on the same vCPU (see the
+                    # docstring); more threads: all of them.
+                    cpus = {all_cpus[(s + round_) % len(all_cpus)]} if t == 1 else set(all_cpus)
+                    pin_process(os.getpid(), cpus)
+                    pin_process(server.pid, cpus)
                     for name in names[s % len(names):] + names[:s % len(names)]:
                         time.sleep(args.settle)
                         calls[name] += engines[name](args.seconds / slices)
+                pin_process(os.getpid(), set(all_cpus))
+                pin_process(server.pid, set(all_cpus))
                 del engines
                 for name, times in calls.items():
                     samples.setdefault((shape, t), {}).setdefault(name, []).append(statistics.median(times))
