@@ -12,6 +12,7 @@
 //! each timed call, after one warm-up call) or `{"error": ".."}` for a request it cannot
 //! serve. It ends at the end of its input.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::BufRead;
@@ -112,11 +113,10 @@ fn answer(
     kernel: Option<hybridq::Kernel>,
     req: &Request,
 ) -> Result<String> {
-    let label = req.shape.label();
-    if !built.contains_key(&label) {
-        built.insert(label.clone(), Built::new(req.shape, kernel)?);
-    }
-    let b = built.get_mut(&label).expect("inserted above");
+    let b = match built.entry(req.shape.label()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(e) => e.insert(Built::new(req.shape, kernel)?),
+    };
     let (x, out) = (b.x.view(), &mut b.out);
     let (name, times) = if req.hybrid {
         time_layer(&mut b.hybrid, req, x, out, scratch)

@@ -6,7 +6,11 @@ use std::time::Instant;
 /// `budget_s` seconds (at least 5, at most 2000).
 pub fn median_us(budget_s: f64, mut f: impl FnMut()) -> f64 {
     f();
-    let mut times = samples_us(budget_s, 5, f);
+    median(samples_us(budget_s, 5, f))
+}
+
+/// The median of `times` (the upper one of an even count), which are not empty.
+fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times[times.len() / 2]
 }
@@ -41,13 +45,7 @@ pub fn medians_in_turns(budget_s: f64, turns: usize, fs: &mut [&mut dyn FnMut()]
             times[j].extend(samples_us(budget_s / turns as f64, 1, &mut *fs[j]));
         }
     }
-    times
-        .into_iter()
-        .map(|mut t| {
-            t.sort_by(f64::total_cmp);
-            t[t.len() / 2]
-        })
-        .collect()
+    times.into_iter().map(median).collect()
 }
 
 #[cfg(test)]
