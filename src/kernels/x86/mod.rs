@@ -23,8 +23,8 @@ pub(crate) mod peak;
 pub(crate) mod v256;
 pub(crate) mod v512;
 
-/// Bytes ahead at which the AVX-512 kernels' weight streams are prefetched (`avx512vnni`'s
-/// one-row stream and `f32-avx512`'s tiles, one row or several): `intel` (the
+/// Bytes ahead at which the kernels' weight streams are prefetched (`avx512vnni`'s one-row
+/// stream, and the tiles of `f32-avx512` and `f32-avx2-fma`, one row or several): `intel` (the
 /// distance measured on Intel) except on AMD, where they issue no prefetch at all.
 ///
 /// Measured on an AMD EPYC Zen 4 (family 25, model 17), 2026-12-03, one process per setting,
